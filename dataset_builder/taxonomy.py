@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 from taskdecomp.schema import MODALITIES, OPERATIONS, STRUCTURES
 
-__all__ = ["Cell", "COMBINATIONS", "CELLS", "MIN_STEPS", "MAX_STEPS", "OPERATIONS", "STRUCTURES"]
+__all__ = [
+    "Cell",
+    "COMBINATIONS",
+    "COMBINATION_KEYS",
+    "CELLS",
+    "MIN_STEPS",
+    "MAX_STEPS",
+    "OPERATIONS",
+    "STRUCTURES",
+]
 
 MIN_STEPS, MAX_STEPS = 2, 8
 
@@ -20,6 +29,9 @@ MIN_STEPS, MAX_STEPS = 2, 8
 COMBINATIONS: tuple[tuple[str, ...], ...] = tuple(
     tuple(sorted(c)) for r in range(1, len(MODALITIES) + 1) for c in itertools.combinations(MODALITIES, r)
 )
+
+# "audio+text": how a combination is written in weights files and the coverage table.
+COMBINATION_KEYS: tuple[str, ...] = tuple("+".join(c) for c in COMBINATIONS)
 
 
 @dataclass(frozen=True, order=True)

@@ -1,1 +1,24 @@
-"""planner"""
+"""Planning: task → validated, typed `Plan` (`decompose`), and running a plan's steps through
+per-modality handlers (`Plan.run`)."""
+
+from __future__ import annotations
+
+from taskdecomp.planner.decomposer import DEFAULT_BASE, Decomposer, decompose
+from taskdecomp.planner.dispatch import ENTRY_POINT_GROUP, Handler, HandlerRegistry, RunResult, StepResult, arun, run
+from taskdecomp.planner.plan import DecompositionError, Plan, Step
+
+__all__ = [
+    "DEFAULT_BASE",
+    "ENTRY_POINT_GROUP",
+    "Decomposer",
+    "DecompositionError",
+    "Handler",
+    "HandlerRegistry",
+    "Plan",
+    "RunResult",
+    "Step",
+    "StepResult",
+    "arun",
+    "decompose",
+    "run",
+]

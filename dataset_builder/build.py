@@ -1,0 +1,497 @@
+"""The build loop: quotas → requests → backend → validate → de-duplicate → journal → output.
+
+The scheduler is deterministic: requests are issued round-robin over the cells that still
+need rows, and results are *committed* (validated, de-duplicated, accepted) strictly in issue
+order, whatever order they arrive in. Every result is journaled the moment it arrives. On a
+re-run the same scheduler replays journaled results instead of calling the backend, so it
+reaches the same state and only pays for what is new; a larger `--n` extends the build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from taskdecomp.config import to_dict
+from taskdecomp.errors import AuthError, BackendError, ConfigError, Interrupted
+from taskdecomp.reporter import Reporter
+from taskdecomp.schema import make_row
+
+from .backend import Backend, GenerationRequest, GenerationResult, Usage
+from .config import BuildConfig
+from .dedup import Deduplicator
+from .journal import Journal
+from .output import atomic_write_json, atomic_write_text, coverage, coverage_table, split_rows, write_splits
+from .sampler import load_weights, plan_quotas
+from .taxonomy import CELLS, MAX_STEPS, MIN_STEPS, STRUCTURES, Cell
+from .validate import reason_code, validate_row
+
+__all__ = ["build", "BuildSummary", "resolve_backend_kind", "plan", "Scheduler"]
+
+
+@dataclass
+class BuildSummary:
+    out: Path
+    n_rows: int
+    stats: dict[str, Any]
+    stopped: str | None = None  # why the build stopped short of --n (budget), else None
+
+
+# --- choosing the backend ---------------------------------------------------------------
+def resolve_backend_kind(cfg: BuildConfig, reporter: Reporter) -> str:
+    has_key = bool(os.environ.get("OPENAI_API_KEY"))
+    if cfg.backend == "auto":
+        if has_key or cfg.base_url:
+            return "openai"
+        reporter.info("no OPENAI_API_KEY and no --base-url: using the built-in offline backend")
+        return "offline"
+    if cfg.backend == "openai" and not has_key and not cfg.base_url:
+        raise AuthError("--backend openai needs OPENAI_API_KEY in the environment (or --base-url for a local server)")
+    return cfg.backend
+
+
+def _make_backend(kind: str, cfg: BuildConfig, reporter: Reporter) -> Backend:
+    if kind == "offline":
+        from .offline import OfflineBackend
+
+        return OfflineBackend(seed=cfg.seed)
+    from .openai_backend import OpenAIBackend
+
+    return OpenAIBackend(
+        cfg.model,
+        base_url=cfg.base_url,
+        # local OpenAI-compatible servers often need no key, but the client insists on one
+        api_key=os.environ.get("OPENAI_API_KEY") or "no-key",
+        rows_per_call=cfg.rows_per_call,
+        concurrency=cfg.concurrency,
+        rpm=cfg.rpm,
+        tpm=cfg.tpm,
+        timeout=cfg.timeout,
+        max_attempts=cfg.max_attempts,
+        max_wait=cfg.max_wait,
+        reporter=reporter,
+    )
+
+
+def _source(kind: str, cfg: BuildConfig) -> str:
+    return "offline" if kind == "offline" else f"openai:{cfg.model}"
+
+
+def _prompt_version(kind: str) -> str | None:
+    if kind == "offline":
+        return None
+    from .openai_backend import PROMPT_VERSION
+
+    return str(PROMPT_VERSION)
+
+
+def _fingerprint(cfg: BuildConfig, kind: str, weights: dict[str, float] | None) -> dict[str, Any]:
+    """What makes two builds the same build (so a journal can be resumed or extended).
+    Not `n` (a larger n extends), not limits/concurrency/output options."""
+    return {
+        "source": _source(kind, cfg),
+        "base_url": cfg.base_url if kind == "openai" else None,
+        "seed": cfg.seed,
+        "rows_per_call": cfg.rows_per_call,
+        "weights": weights,
+        "dedup_threshold": cfg.dedup_threshold,
+        "prompt_version": _prompt_version(kind),
+    }
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+# --- the scheduler ----------------------------------------------------------------------
+@dataclass
+class _Issued:
+    request: GenerationRequest
+    k: int
+    pending: Awaitable[GenerationResult] | GenerationResult
+    from_journal: bool
+
+
+@dataclass
+class Scheduler:
+    quotas: dict[Cell, int]
+    rows_per_call: int
+    seed: int
+    build_id: str
+    source: str
+    dedup: Deduplicator
+    cells: list[Cell] = field(init=False)
+    accepted: dict[Cell, list[dict[str, Any]]] = field(init=False)
+    inflight: dict[Cell, int] = field(init=False)
+    k_next: dict[Cell, int] = field(init=False)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: collections.Counter[str] = field(default_factory=collections.Counter)
+    surplus: int = 0
+    _rr: int = 0
+
+    def __post_init__(self) -> None:
+        self.cells = [c for c in CELLS if self.quotas.get(c, 0) > 0]
+        self.accepted = {c: [] for c in self.cells}
+        self.inflight = dict.fromkeys(self.cells, 0)
+        self.k_next = dict.fromkeys(self.cells, 0)
+        # a cell that keeps failing must not loop forever: allow 10x its planned requests
+        self.max_k = {c: 10 * math.ceil(self.quotas[c] / self.rows_per_call) + 10 for c in self.cells}
+
+    def deficit(self, cell: Cell) -> int:
+        return self.quotas[cell] - len(self.accepted[cell]) - self.inflight[cell] * self.rows_per_call
+
+    @property
+    def n_accepted(self) -> int:
+        return sum(len(v) for v in self.accepted.values())
+
+    def done(self) -> bool:
+        return all(len(self.accepted[c]) >= self.quotas[c] for c in self.cells)
+
+    def next_request(self) -> tuple[GenerationRequest, int] | None:
+        for i in range(len(self.cells)):
+            cell = self.cells[(self._rr + i) % len(self.cells)]
+            if self.deficit(cell) <= 0:
+                continue
+            k = self.k_next[cell]
+            if k >= self.max_k[cell]:
+                raise BackendError(
+                    f"cell {cell.key}: only {len(self.accepted[cell])}/{self.quotas[cell]} rows after {k} requests "
+                    f"(see rejects.jsonl); the backend cannot fill it: lower its weight with --quotas"
+                )
+            self._rr = (self._rr + i + 1) % len(self.cells)
+            self.k_next[cell] = k + 1
+            self.inflight[cell] += 1
+            seed = int(_digest(self.seed, cell.key, k)[:8], 16)
+            avoid = tuple(r["instruction"] for r in self.accepted[cell][-5:])
+            rid = _digest(self.build_id, cell.key, k)[:24]
+            return GenerationRequest(rid, cell, self.rows_per_call, seed, avoid), k
+        return None
+
+    def commit(self, request: GenerationRequest, result: GenerationResult) -> int:
+        """Validate, de-duplicate and accept one result's candidates; returns rows accepted."""
+        cell = request.cell
+        self.inflight[cell] -= 1
+        accepted = 0
+        for cand in result.candidates:
+            if not isinstance(cand, dict):
+                self.rejects.append({"cell": cell.key, "request": request.request_id, "reasons": ["not-an-object"]})
+                continue
+            row = make_row(cand, self.source)
+            reasons = validate_row(row, cell)
+            if reasons:
+                self.rejects.append({"cell": cell.key, "request": request.request_id, "reasons": reasons, "row": row})
+                continue
+            dup = self.dedup.check_and_add(row["id"], row["instruction"])
+            if dup is not None:
+                self.duplicates[dup.kind] += 1
+                continue
+            if len(self.accepted[cell]) < self.quotas[cell]:
+                self.accepted[cell].append(row)
+                accepted += 1
+            else:
+                self.surplus += 1  # kept in the journal: a larger --n will use it first
+        return accepted
+
+
+def _new_scheduler(cfg: BuildConfig, quotas: dict[Cell, int], build_id: str, source: str) -> Scheduler:
+    return Scheduler(quotas, cfg.rows_per_call, cfg.seed, build_id, source, Deduplicator(cfg.dedup_threshold))
+
+
+# --- dry run ------------------------------------------------------------------------------
+def plan(cfg: BuildConfig, reporter: Reporter | None = None) -> dict[str, Any]:
+    """What a build would send: requests, estimated tokens and cost (assuming no rejects)."""
+    reporter = reporter or Reporter.silent()
+    kind = resolve_backend_kind(cfg, reporter)
+    weights = load_weights(cfg.quotas) if cfg.quotas else None
+    quotas = plan_quotas(cfg.n, weights, cfg.seed)
+    requests = sum(math.ceil(q / cfg.rows_per_call) for q in quotas.values() if q)
+    prompt_tokens = completion_tokens = 0
+    cost = 0.0
+    if kind == "openai":
+        from .openai_backend import estimate_request_tokens
+        from .pricing import cost as price_cost
+        from .pricing import load_prices, price_for
+
+        price = price_for(cfg.model, load_prices(cfg.prices))
+        sched = _new_scheduler(cfg, quotas, "dry-run", _source(kind, cfg))
+        while (issued := sched.next_request()) is not None:
+            p, c = estimate_request_tokens(issued[0], cfg.rows_per_call)
+            prompt_tokens, completion_tokens = prompt_tokens + p, completion_tokens + c
+        cost = price_cost(Usage(prompt_tokens, completion_tokens), price, batch=cfg.batch)
+    return {
+        "backend": kind,
+        "source": _source(kind, cfg),
+        "rows": cfg.n,
+        "cells": sum(1 for q in quotas.values() if q),
+        "requests": requests,
+        "rows_per_call": cfg.rows_per_call,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "estimated_cost_usd": round(cost, 4),
+        "batch": cfg.batch,
+    }
+
+
+# --- running ------------------------------------------------------------------------------
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / ".build").is_dir():
+        raise ConfigError(f"--out {out} is not empty and holds no build journal; choose an empty or new folder")
+
+
+class _Run:
+    """State of one invocation: scheduler + journal + backend + spend."""
+
+    def __init__(self, cfg: BuildConfig, sched: Scheduler, journal: Journal, cache: dict[str, GenerationResult],
+                 backend: Backend, reporter: Reporter) -> None:
+        self.cfg, self.sched, self.journal, self.cache = cfg, sched, journal, cache
+        self.backend, self.reporter = backend, reporter
+        self.usage = Usage()
+        self.cost = 0.0
+        self.sent = 0  # requests paid for in this invocation
+        self.replayed = 0
+        self.stopped: str | None = None
+        self.t0 = time.monotonic()
+        self.progress = reporter.progress(cfg.n, "rows")
+
+    # bookkeeping for every result, journaled or new
+    def _account(self, result: GenerationResult) -> None:
+        self.usage = self.usage + result.usage
+        self.cost += result.cost_usd
+
+    def _journal(self, request: GenerationRequest, k: int, result: GenerationResult) -> None:
+        self.journal.add_result(result, request.cell.key, k)
+        self.cache[request.request_id] = result
+
+    def _commit(self, issued: _Issued, result: GenerationResult) -> None:
+        self._account(result)
+        before = self.sched.n_accepted
+        self.sched.commit(issued.request, result)
+        elapsed = max(time.monotonic() - self.t0, 1e-9)
+        self.progress.update(
+            self.sched.n_accepted - before,
+            rejects=len(self.sched.rejects),
+            dups=sum(self.sched.duplicates.values()),
+            req_s=f"{self.sent / elapsed:.1f}",
+            tokens=self.usage.total_tokens,
+            cost=f"${self.cost:.2f}",
+        )
+
+    def _over_budget(self, in_flight: int) -> bool:
+        if self.cfg.max_cost is None:
+            return False
+        n_results = max(1, self.sent + self.replayed)
+        per_request = self.cost / n_results if self.cost else 0.0
+        if self.cost + (in_flight + 1) * per_request > self.cfg.max_cost:
+            self.stopped = (
+                f"stopped at the --max-cost budget (${self.cost:.2f} of ${self.cfg.max_cost:.2f}); "
+                f"raise --max-cost and re-run the same command to continue"
+            )
+            return True
+        return False
+
+    async def live(self) -> None:
+        window = max(1, self.cfg.concurrency * 2)
+        queue: collections.deque[_Issued] = collections.deque()
+
+        def on_done(issued: _Issued, task: asyncio.Task[GenerationResult]) -> None:
+            # journal the moment it arrives, even if it waits for its turn to be committed
+            if not task.cancelled() and task.exception() is None:
+                self._journal(issued.request, issued.k, task.result())
+
+        committed = 0
+        try:
+            while True:
+                # Until one request has come back, send one at a time: a bad key, a wrong model
+                # or an unreachable endpoint then costs one request, not a burst of them.
+                limit = window if committed else 1
+                while not self.stopped and len(queue) < limit:
+                    nxt = self.sched.next_request()
+                    if nxt is None:
+                        break
+                    request, k = nxt
+                    cached = self.cache.get(request.request_id)
+                    if cached is not None:
+                        self.replayed += 1
+                        queue.append(_Issued(request, k, cached, True))
+                        continue
+                    if self._over_budget(sum(1 for q in queue if not q.from_journal)):
+                        self.sched.inflight[request.cell] -= 1
+                        break
+                    task = asyncio.ensure_future(self.backend.generate(request))
+                    issued = _Issued(request, k, task, False)
+                    task.add_done_callback(lambda t, i=issued: on_done(i, t))
+                    self.sent += 1
+                    queue.append(issued)
+                if not queue:
+                    break
+                issued = queue.popleft()
+                result = issued.pending if isinstance(issued.pending, GenerationResult) else await issued.pending
+                self._commit(issued, result)
+                committed += 1
+        finally:
+            for q in queue:
+                if isinstance(q.pending, asyncio.Future) and not q.pending.done():
+                    q.pending.cancel()
+            await asyncio.gather(*(q.pending for q in queue if isinstance(q.pending, asyncio.Future)),
+                                 return_exceptions=True)
+
+    async def batched(self, journaled_batches: list[dict[str, Any]]) -> None:
+        from .batch import BatchRunner
+
+        runner = BatchRunner.from_backend(self.backend, poll_interval=self.cfg.batch_poll)
+        known = {}
+        for rec in journaled_batches:  # resume polling: a created batch is never paid for twice
+            missing = [i for i in rec["ids"] if i not in self.cache]
+            if missing:
+                self.reporter.info(f"resuming Batch API job {rec['batch_id']} ({len(missing)} requests)")
+                for res in await runner.wait(rec["batch_id"]):
+                    known[res.request_id] = res
+        while True:
+            round_: list[tuple[GenerationRequest, int]] = []
+            while (nxt := self.sched.next_request()) is not None:
+                round_.append(nxt)
+            if not round_:
+                break
+            # journal results of resumed batches as their requests come up again
+            for request, k in round_:
+                if request.request_id in known and request.request_id not in self.cache:
+                    self._journal(request, k, known.pop(request.request_id))
+            todo = [r for r, _ in round_ if r.request_id not in self.cache]
+            if todo:
+                if self._over_budget(len(todo) - 1):
+                    for r, _ in round_:
+                        self.sched.inflight[r.cell] -= 1
+                    break
+                batch_id = await runner.submit(todo)
+                self.journal.add_batch(batch_id, [r.request_id for r in todo])
+                self.reporter.info(f"submitted Batch API job {batch_id} ({len(todo)} requests); waiting")
+                self.sent += len(todo)
+                got = {res.request_id: res for res in await runner.wait(batch_id)}
+                for r, k in round_:
+                    if r.request_id in got:
+                        self._journal(r, k, got[r.request_id])
+            todo_ids = {r.request_id for r in todo}
+            for r, k in round_:
+                # a request the batch failed to answer commits as empty: the cell asks again
+                res = self.cache.get(r.request_id) or GenerationResult(r.request_id, [])
+                self.replayed += r.request_id not in todo_ids
+                self._commit(_Issued(r, k, res, r.request_id not in todo_ids), res)
+
+
+def build(cfg: BuildConfig, reporter: Reporter | None = None) -> BuildSummary:
+    reporter = reporter or Reporter.silent()
+    out = Path(cfg.out)
+    _check_out_dir(out)
+    kind = resolve_backend_kind(cfg, reporter)
+    weights = load_weights(cfg.quotas) if cfg.quotas else None
+    quotas = plan_quotas(cfg.n, weights, cfg.seed)
+    fingerprint = _fingerprint(cfg, kind, weights)
+    journal = Journal(out, fingerprint, fsync_every=1 if kind == "openai" else 256)
+    resuming = journal.check_compatible()
+    state = journal.load() if resuming else None
+    cache = dict(state.results) if state else {}
+    if resuming:
+        reporter.info(f"resuming the build in {out} ({len(cache)} journaled requests)")
+    if cfg.push:
+        from taskdecomp.hub import resolve_token, validate_repo_id
+
+        validate_repo_id(cfg.repo_id or "")
+        resolve_token()  # fail before spending anything
+
+    backend = _make_backend(kind, cfg, reporter)
+    source = _source(kind, cfg)
+    sched = _new_scheduler(cfg, quotas, _digest(fingerprint)[:16], source)
+    journal.open()
+    run = _Run(cfg, sched, journal, cache, backend, reporter)
+
+    async def drive() -> None:
+        try:
+            if cfg.batch and kind == "openai":
+                await run.batched(state.batches if state else [])
+            else:
+                await run.live()
+        finally:
+            await backend.aclose()
+
+    try:
+        asyncio.run(drive())
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"stopped with {sched.n_accepted}/{cfg.n} rows; everything paid for is journaled in "
+            f"{journal.dir}: re-run the same command to resume"
+        ) from None
+    finally:
+        run.progress.close()
+        journal.close()
+
+    if run.stopped:
+        reporter.warn(run.stopped)
+    return _write_outputs(cfg, out, kind, source, sched, run, reporter)
+
+
+def _write_outputs(cfg: BuildConfig, out: Path, kind: str, source: str, sched: Scheduler, run: _Run,
+                   reporter: Reporter) -> BuildSummary:
+    rows = [row for cell in sched.cells for row in sched.accepted[cell]]
+    if not rows:
+        raise BackendError("no valid rows were produced; see rejects.jsonl for why")
+    splits = split_rows(rows, cfg.test_size, cfg.seed)
+    write_splits(splits, out)
+    cov = coverage(rows)
+    reject_counts = collections.Counter(reason_code(r["reasons"][0]) for r in sched.rejects)
+    atomic_write_text(out / "rejects.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in sched.rejects))
+    table = coverage_table(cov)
+    atomic_write_text(out / "coverage.md", table + "\n")
+    config = to_dict(cfg)
+    stats = {
+        "n_rows": len(rows),
+        "n_requested": cfg.n,
+        "splits": {k: len(v) for k, v in splits.items()},
+        "coverage": cov,
+        "rejects": dict(reject_counts.most_common()),
+        "rejected_rows": len(sched.rejects),
+        "duplicates": {"exact": sched.duplicates["exact"], "near": sched.duplicates["near"]},
+        "surplus_rows": sched.surplus,
+        "usage": {"prompt_tokens": run.usage.prompt_tokens, "completion_tokens": run.usage.completion_tokens},
+        "requests": run.sent + run.replayed,
+        "requests_this_run": run.sent,
+        "cost_usd": round(run.cost, 6),
+        "wall_time_s": round(time.monotonic() - run.t0, 3),
+        "backend": kind,
+        "model": cfg.model if kind == "openai" else None,
+        "source": source,
+        "seed": cfg.seed,
+        "prompt_version": _prompt_version(kind),
+        "taxonomy": {"combinations": len({c.modalities for c in CELLS}), "structures": list(STRUCTURES),
+                     "min_steps": MIN_STEPS, "max_steps": MAX_STEPS},
+        "dedup": {"threshold": cfg.dedup_threshold, "rule": "exact (normalised) or ROUGE-L F >= threshold on instructions"},
+        "stopped": run.stopped,
+        "config": {k: v for k, v in config.items() if k not in ("quiet",)},
+    }
+    atomic_write_json(out / "stats.json", stats)
+    from taskdecomp.loader_script.card import write_dataset_card
+
+    write_dataset_card(out, repo_id=cfg.repo_id)
+    reporter.result(table)
+    reporter.result(
+        f"{len(rows)} rows ({stats['splits'].get('train', 0)} train / {stats['splits'].get('test', 0)} test) in {out}; "
+        f"rejects {len(sched.rejects)}, duplicates {sched.duplicates['exact']} exact + {sched.duplicates['near']} near, "
+        f"{stats['requests']} requests ({run.sent} sent now), {run.usage.total_tokens} tokens, ${run.cost:.2f}, "
+        f"{stats['wall_time_s']:.1f}s"
+    )
+    if cfg.push and cfg.repo_id:
+        from taskdecomp.hub import publish_dataset
+
+        url = publish_dataset(out, cfg.repo_id, private=cfg.private, revision=cfg.revision, reporter=reporter)
+        reporter.result(f"published: {url}")
+    return BuildSummary(out, len(rows), stats, run.stopped)

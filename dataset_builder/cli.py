@@ -1,0 +1,37 @@
+"""`build-dataset`: parse flags/YAML into a BuildConfig and run the build."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from taskdecomp.cli import entrypoint
+from taskdecomp.config import parse_config
+from taskdecomp.reporter import Reporter
+
+from .config import BuildConfig
+
+__all__ = ["main"]
+
+DESCRIPTION = (
+    "Build a balanced, validated, de-duplicated multi-modal task-decomposition dataset "
+    "(Alpaca-style rows + typed subtasks). Resumable: re-run the same command after a crash."
+)
+
+
+@entrypoint("build-dataset")
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg = parse_config(BuildConfig, argv, prog="build-dataset", description=DESCRIPTION)
+    reporter = Reporter(quiet=cfg.quiet)
+    from . import build as build_mod
+
+    if cfg.dry_run:
+        planned = build_mod.plan(cfg, reporter)
+        print(json.dumps(planned, indent=2))
+        return 0
+    build_mod.build(cfg, reporter)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""The crash-safe build journal under `<out>/.build/`.
+
+`build.json` names the build (its fingerprint: everything that changes which rows a request
+produces), and `journal.jsonl` is append-only, one JSON object per line, fsync'd:
+
+    {"t": "result", "id": ..., "cell": "audio+text/chain", "k": 3, "candidates": [...],
+     "usage": {...}, "cost": 0.0123, "attempts": 1}
+    {"t": "batch", "batch_id": "batch_abc", "ids": [...]}
+
+Only raw results are journaled; which rows were accepted, rejected or de-duplicated is
+*derived* by replaying them through the same deterministic scheduler. So a re-run after
+kill -9 reaches exactly the state it would have had, and no journaled request is sent twice.
+A torn last line (the process died mid-write) is dropped; damage anywhere else is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from taskdecomp.errors import ConfigError, InputError
+
+from .backend import GenerationResult, Usage
+
+__all__ = ["Journal", "JournalState"]
+
+VERSION = 1
+
+
+@dataclass
+class JournalState:
+    results: dict[str, GenerationResult] = field(default_factory=dict)
+    batches: list[dict[str, Any]] = field(default_factory=list)  # {"batch_id", "ids", "done"}
+
+
+class Journal:
+    def __init__(self, out: Path, fingerprint: dict[str, Any], *, fsync_every: int = 1) -> None:
+        self.dir = out / ".build"
+        self.path = self.dir / "journal.jsonl"
+        self.meta_path = self.dir / "build.json"
+        self.fingerprint = fingerprint
+        self.fsync_every = fsync_every
+        self._fh: Any = None
+        self._unsynced = 0
+
+    # -- opening ---------------------------------------------------------------------------
+    def check_compatible(self) -> bool:
+        """True if a journal of this same build exists; raise if it is another build's."""
+        if not self.meta_path.exists():
+            return False
+        try:
+            meta = json.loads(self.meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            raise InputError(f"{self.meta_path} is unreadable; delete {self.dir} to start this build over") from None
+        theirs = meta.get("fingerprint", {})
+        if theirs != self.fingerprint:
+            diff = sorted(k for k in set(theirs) | set(self.fingerprint) if theirs.get(k) != self.fingerprint.get(k))
+            shown = ", ".join(f"{k}={theirs.get(k)!r} (now {self.fingerprint.get(k)!r})" for k in diff[:3])
+            raise ConfigError(
+                f"{self.dir.parent} holds a different build ({shown}); use another --out, "
+                f"re-run with the same settings to resume, or delete that folder"
+            )
+        return True
+
+    def load(self) -> JournalState:
+        state = JournalState()
+        if not self.path.exists():
+            return state
+        raw = self.path.read_bytes()
+        lines = raw.split(b"\n")
+        good_bytes = 0
+        for i, line in enumerate(lines):
+            if not line.strip():
+                good_bytes += len(line) + 1
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                if i == len(lines) - 1 or all(not x.strip() for x in lines[i + 1 :]):
+                    break  # torn tail: the writer died mid-line; this request will be redone
+                raise InputError(
+                    f"{self.path} is corrupt at line {i + 1}; delete {self.dir} to start over"
+                ) from None
+            good_bytes += len(line) + 1
+            if rec.get("t") == "result":
+                state.results[rec["id"]] = GenerationResult(
+                    request_id=rec["id"],
+                    candidates=rec["candidates"],
+                    usage=Usage(**rec.get("usage", {})),
+                    cost_usd=float(rec.get("cost", 0.0)),
+                    attempts=int(rec.get("attempts", 1)),
+                )
+            elif rec.get("t") == "batch":
+                state.batches.append(rec)
+        if good_bytes < len(raw):
+            # cut the torn tail so the next append starts on a clean line
+            with open(self.path, "r+b") as fh:
+                fh.truncate(min(good_bytes, len(raw)))
+        return state
+
+    def open(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not self.meta_path.exists():
+            tmp = self.meta_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"version": VERSION, "fingerprint": self.fingerprint}, indent=2))
+            os.replace(tmp, self.meta_path)
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    # -- appending -------------------------------------------------------------------------
+    def _append(self, rec: dict[str, Any], *, force_sync: bool = False) -> None:
+        assert self._fh is not None, "journal not open"
+        self._fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self._unsynced += 1
+        if force_sync or self._unsynced >= self.fsync_every:
+            self.sync()
+
+    def sync(self) -> None:
+        if self._fh is not None and self._unsynced:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._unsynced = 0
+
+    def add_result(self, result: GenerationResult, cell_key: str, k: int) -> None:
+        self._append(
+            {
+                "t": "result",
+                "id": result.request_id,
+                "cell": cell_key,
+                "k": k,
+                "candidates": result.candidates,
+                "usage": {"prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens},
+                "cost": round(result.cost_usd, 8),
+                "attempts": result.attempts,
+            }
+        )
+
+    def add_batch(self, batch_id: str, ids: list[str]) -> None:
+        # A batch costs money the moment it exists: always synced at once.
+        self._append({"t": "batch", "batch_id": batch_id, "ids": ids}, force_sync=True)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self.sync()
+            self._fh.close()
+            self._fh = None

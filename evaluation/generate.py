@@ -1,0 +1,75 @@
+"""Batched greedy generation: the one generation loop used by evaluation and `decompose`.
+
+The original project generated one prompt at a time, sampling up to 1,000 new tokens. Here:
+prompts are sorted by token length and cut into batches (so a batch pads little), padded on
+the LEFT (a decoder-only model continues from the last position, which must be a real token),
+decoded greedily with a bounded `max_new_tokens`, and each row stops at EOS (`generate` keeps
+feeding finished rows pad tokens, which we drop). Results come back in the input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from taskdecomp.reporter import Reporter
+
+__all__ = ["generate_batched", "stop_token_ids"]
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """EOS ids from the tokenizer and the model's generation config (chat models often have
+    both an end-of-turn and an end-of-text token)."""
+    ids: list[int] = []
+    cfg = getattr(model, "generation_config", None)
+    for value in (tokenizer.eos_token_id, getattr(cfg, "eos_token_id", None)):
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if v is not None and v not in ids:
+                ids.append(int(v))
+    return ids
+
+
+def generate_batched(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 256,
+    batch_size: int = 8,
+    reporter: Reporter | None = None,
+    desc: str = "generating",
+) -> list[str]:
+    """Greedy completions for already-rendered prompts (chat template applied), input order."""
+    import torch
+    from transformers import GenerationConfig
+
+    reporter = reporter or Reporter.silent()
+    if not prompts:
+        return []
+    eos = stop_token_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    config = GenerationConfig(
+        do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad
+    )
+    # The chat template already wrote the special tokens: don't let the tokenizer add a BOS.
+    lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])  # longest first: OOM shows early
+    outputs: list[str] = [""] * len(prompts)
+    saved_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    device = next(model.parameters()).device
+    try:
+        with reporter.progress(len(prompts), desc) as bar, torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                enc = tokenizer(
+                    [prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
+                ).to(device)
+                out = model.generate(**enc, generation_config=config)
+                new = out[:, enc["input_ids"].shape[1] :]
+                for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
+                    outputs[i] = text.strip()
+                bar.update(len(idx))
+    finally:
+        tokenizer.padding_side = saved_side
+    return outputs

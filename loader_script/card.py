@@ -1,0 +1,187 @@
+"""The dataset card (`DIR/README.md`) and its coverage chart (`DIR/coverage.png`).
+
+The card is the dataset's loader too: its YAML `configs` (from `features.configs_yaml`) tell
+`datasets` which Parquet shards make which split, and the `alpaca` config's `columns` select
+instruction/input/output. The body is rendered from `dataset_card.md.j2` through
+`huggingface_hub.DatasetCard.from_template`, which also writes the YAML header from a
+`DatasetCardData`. Everything is derived from the built folder (shards + stats.json), so a
+rebuild or a re-publish regenerates it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow.parquet as pq
+from datasets.info import DatasetInfosDict
+from huggingface_hub import DatasetCard, DatasetCardData
+from taskdecomp.dataset_builder.output import atomic_write_text, coverage, coverage_table, read_rows
+from taskdecomp.loader_script.chart import render_coverage_chart
+from taskdecomp.loader_script.features import ALPACA_COLUMNS, FEATURES, SPLITS, configs_yaml
+
+from taskdecomp.errors import InputError, redact
+from taskdecomp.schema import MODALITIES, STRUCTURES
+
+__all__ = ["write_dataset_card", "render_dataset_card", "require_built", "shard_files", "PLACEHOLDER_REPO_ID"]
+
+PLACEHOLDER_REPO_ID = "<user>/task-decomposition"
+TAGS = ["task-decomposition", "planning", "multimodal", "instruction-tuning", "alpaca", "synthetic"]
+CHART_NAME = "coverage.png"
+
+
+def shard_files(out_dir: Path) -> list[Path]:
+    """The built Parquet shards, `data/{split}-*.parquet`, sorted."""
+    return sorted(p for s in SPLITS for p in (out_dir / "data").glob(f"{s}-*.parquet"))
+
+
+def require_built(out_dir: Path) -> dict[str, Any]:
+    """Check `out_dir` holds a built dataset (shards + stats.json); return the parsed stats."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise InputError(f"{out_dir} does not exist: run build-dataset (or import-dataset) first")
+    stats_path = out_dir / "stats.json"
+    if not shard_files(out_dir) or not stats_path.is_file():
+        raise InputError(f"{out_dir} is not a built dataset: run build-dataset first")
+    try:
+        stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{stats_path} is not valid JSON ({exc}); rebuild the dataset") from None
+    if not isinstance(stats, dict):
+        raise InputError(f"{stats_path} must hold a JSON object; rebuild the dataset")
+    return stats
+
+
+def _size_category(n: int) -> str:
+    for limit, label in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
+        if n < limit:
+            return label
+    return "1M<n<10M"
+
+
+def _split_sizes(out_dir: Path) -> dict[str, tuple[int, int]]:
+    """{split: (num_examples, num_bytes)} read from the shards' Parquet footers (cheap, exact)."""
+    sizes: dict[str, tuple[int, int]] = {}
+    for split in SPLITS:
+        rows = nbytes = 0
+        for path in sorted((out_dir / "data").glob(f"{split}-*.parquet")):
+            meta = pq.read_metadata(path)
+            rows += meta.num_rows
+            nbytes += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if rows:
+            sizes[split] = (rows, nbytes)
+    return sizes
+
+
+def _dataset_info(sizes: dict[str, tuple[int, int]]) -> DatasetInfosDict:
+    """`dataset_info` for both configs: features + split sizes (the alpaca config's 3 columns)."""
+    infos = DatasetInfosDict()
+    alpaca = datasets.Features({c: FEATURES[c] for c in ALPACA_COLUMNS})
+    for name, features in (("default", FEATURES), ("alpaca", alpaca)):
+        splits = datasets.SplitDict()
+        for split, (n, nbytes) in sizes.items():
+            splits.add(datasets.SplitInfo(name=split, num_examples=n, num_bytes=nbytes))
+        infos[name] = datasets.DatasetInfo(features=features, splits=splits, config_name=name)
+    return infos
+
+
+def _example(out_dir: Path) -> dict[str, Any]:
+    """The first row of the first train shard (falls back to any shard)."""
+    files = sorted((out_dir / "data").glob("train-*.parquet")) or shard_files(out_dir)
+    table = pq.read_table(files[0])
+    return table.slice(0, 1).to_pylist()[0] if table.num_rows else {}
+
+
+def _card_data(sizes: dict[str, tuple[int, int]], pretty_name: str) -> DatasetCardData:
+    n_rows = sum(n for n, _ in sizes.values())
+    data = DatasetCardData(
+        license="mit",
+        language=["en"],
+        task_categories=["text-generation"],
+        tags=TAGS,
+        size_categories=[_size_category(n_rows)],
+        pretty_name=pretty_name,
+        # deep copies: shared lists would be dumped as YAML anchors (&id001), which reads badly
+        configs=[copy.deepcopy(c) for c in configs_yaml({s: n for s, (n, _) in sizes.items()})],
+    )
+    _dataset_info(sizes).to_dataset_card_data(data)
+    return data
+
+
+def _coverage(out_dir: Path, stats: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """stats.json's coverage, or recounted from the shards if an older build lacks it."""
+    return stats.get("coverage") or coverage(r for rows in read_rows(out_dir).values() for r in rows)
+
+
+def render_dataset_card(out_dir: Path, *, repo_id: str | None = None) -> str:
+    """The card's Markdown (YAML header + body) for the built dataset in `out_dir`."""
+    out_dir = Path(out_dir)
+    return _render(out_dir, require_built(out_dir), repo_id)
+
+
+def _render(out_dir: Path, stats: dict[str, Any], repo_id: str | None) -> str:
+    sizes = _split_sizes(out_dir)
+    cov = _coverage(out_dir, stats)
+    taxonomy = stats.get("taxonomy") or {}
+    dedup = stats.get("dedup") or {}
+    dups = stats.get("duplicates") or {}
+    usage = stats.get("usage") or {}
+    threshold = dedup.get("threshold", 0.7)
+    pretty_name = "Multi-modal task decomposition"
+    template = resources.files("taskdecomp.loader_script").joinpath("dataset_card.md.j2").read_text("utf-8")
+    card = DatasetCard.from_template(
+        _card_data(sizes, pretty_name),
+        template_str=template,
+        repo_id=repo_id or PLACEHOLDER_REPO_ID,
+        n_rows=sum(n for n, _ in sizes.values()),
+        splits={s: n for s, (n, _) in sizes.items()},
+        n_combinations=len(cov),
+        modalities=MODALITIES,
+        structures=list(taxonomy.get("structures") or STRUCTURES),
+        taxonomy_combinations=taxonomy.get("combinations", 15),
+        min_steps=taxonomy.get("min_steps", 2),
+        max_steps=taxonomy.get("max_steps", 8),
+        backend=stats.get("backend") or "unknown",
+        model=stats.get("model"),
+        source=stats.get("source") or stats.get("backend") or "unknown",
+        prompt_version=stats.get("prompt_version") or "n/a",
+        seed=stats.get("seed", "n/a"),
+        requests=stats.get("requests", 0),
+        prompt_tokens=usage.get("prompt_tokens", 0),
+        completion_tokens=usage.get("completion_tokens", 0),
+        cost_usd=f"{float(stats.get('cost_usd') or 0):.4f}",
+        wall_time_s=f"{float(stats.get('wall_time_s') or 0):.1f}",
+        dedup_rule=dedup.get("rule")
+        or (
+            "Exact duplicates (same normalised instruction) are dropped; of two rows whose "
+            f"instructions reach ROUGE-L ≥ {threshold}, only the first is kept."
+        ),
+        rejects=dict(sorted((stats.get("rejects") or {}).items(), key=lambda kv: (-kv[1], kv[0]))),
+        dup_exact=dups.get("exact", 0),
+        dup_near=dups.get("near", 0),
+        example_json=json.dumps(_example(out_dir), indent=2, ensure_ascii=False),
+        coverage_table=coverage_table(cov),
+        license_name="MIT",
+    )
+    # Belt and braces: nothing secret is in stats.json, but a card is public.
+    return redact(str(card))
+
+
+def write_dataset_card(out_dir: Path, *, repo_id: str | None = None) -> Path:
+    """Render `out_dir/README.md` and `out_dir/coverage.png` (both atomically); returns the card path."""
+    out_dir = Path(out_dir)
+    stats = require_built(out_dir)
+    text = _render(out_dir, stats, repo_id)
+    render_coverage_chart(_coverage(out_dir, stats), out_dir / CHART_NAME)
+    path = out_dir / "README.md"
+    atomic_write_text(path, text if text.endswith("\n") else text + "\n")
+    return path

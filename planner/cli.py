@@ -1,0 +1,159 @@
+"""`decompose`: task text → validated plan; optionally run it through the handlers.
+
+    decompose "Record a podcast about bees and cut a video teaser from it" --adapter out/ --json
+    decompose --file tasks.txt --adapter out/          # JSON Lines, one per task, model loaded once
+    cat tasks.txt | decompose --file -
+    decompose "..." --run --dry-run                    # prints the schedule (waves) and placeholders
+
+Exit codes: 0 all plans valid (and all steps ok with --run); 1 some tasks of --file had no valid
+plan or some steps failed (their lines say why); 2 bad input, or the single task had no valid plan.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from taskdecomp.cli import entrypoint
+from taskdecomp.config import parse_config
+from taskdecomp.errors import ConfigError, InputError
+from taskdecomp.reporter import Reporter
+
+__all__ = ["DecomposeConfig", "main", "format_schedule"]
+
+
+@dataclass
+class DecomposeConfig:
+    task: str | None = field(default=None, metadata={"help": "the task to decompose"})
+    file: str | None = field(default=None, metadata={"help": "file with one task per line ('-' = stdin); JSON Lines out"})
+    input: str = field(default="", metadata={"help": "optional context for the task"})
+    adapter: str | None = field(default=None, metadata={"help": "train-adapter output folder or Hub repo id"})
+    base: str | None = field(default=None, metadata={"help": "base model (default: the adapter's, or smollm2-135m-gguf)"})
+    json: bool = field(default=False, metadata={"help": "print the plan as a dataset row (JSON)"})
+    run: bool = field(default=False, metadata={"help": "execute the plan with the registered handlers"})
+    dry_run: bool = field(default=False, metadata={"help": "with --run: record the schedule, call nothing"})
+    text_model: str | None = field(default=None, metadata={"help": "model for the OpenAI-compatible text handler"})
+    max_new_tokens: int = field(default=256, metadata={"help": "generation bound per answer"})
+    batch_size: int = field(default=8, metadata={"help": "tasks per generation batch"})
+    retries: int = field(default=2, metadata={"help": "re-asks after an invalid answer"})
+    max_concurrency: int = field(default=4, metadata={"help": "steps running at once with --run"})
+    quiet: bool = field(default=False, metadata={"help": "only results and warnings"})
+
+    def __post_init__(self) -> None:
+        if (self.task is None) == (self.file is None):
+            raise ConfigError("give either a task text or --file FILE (one task per line, '-' for stdin)")
+        if self.dry_run and not self.run:
+            self.run = True  # `--dry-run` alone means "show me the schedule"
+        for name in ("max_new_tokens", "batch_size", "max_concurrency"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.retries < 0:
+            raise ConfigError("--retries must be 0 or more")
+
+
+def _read_tasks(file: str) -> list[str]:
+    if file == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except (FileNotFoundError, IsADirectoryError):
+            raise InputError(f"task file {file} not found; pass a text file with one task per line") from None
+        except UnicodeDecodeError:
+            raise InputError(f"task file {file} is not UTF-8 text") from None
+    tasks = [line.strip() for line in text.splitlines() if line.strip()]
+    if not tasks:
+        raise InputError(f"no tasks in {file}: it is empty; write one task per line")
+    return tasks
+
+
+def format_schedule(plan: object, result: object) -> str:
+    """Waves of the run with each step's status (the dry run's schedule)."""
+    from taskdecomp.planner import Plan, RunResult
+
+    assert isinstance(plan, Plan) and isinstance(result, RunResult)
+    lines = [f"schedule: {len(result.waves)} wave(s), {len(plan.steps)} step(s)"]
+    for k, wave in enumerate(result.waves, start=1):
+        lines.append(f"wave {k}:")
+        for n in wave:
+            s, r = plan.step(n), result.steps[n]
+            after = f" after {', '.join(map(str, s.depends_on))}" if s.depends_on else ""
+            detail = r.output if r.status == "ok" else r.error
+            lines.append(f"  step {n} [{s.modality} {s.operation}{after}] {r.status}: {detail}")
+    return "\n".join(lines)
+
+
+def _handlers(cfg: DecomposeConfig, reporter: Reporter):  # -> HandlerRegistry
+    from taskdecomp.planner import HandlerRegistry
+    from taskdecomp.planner.handlers import OpenAITextHandler
+
+    if cfg.dry_run:
+        return HandlerRegistry.dry_run()
+    registry = HandlerRegistry.from_entry_points(warn=reporter.warn)
+    if cfg.text_model or "text" not in registry:
+        registry.register("text", OpenAITextHandler(model=cfg.text_model))
+    return registry
+
+
+@entrypoint("decompose")
+def main(argv: Sequence[str] | None = None) -> int:
+    from taskdecomp.planner import Decomposer, DecompositionError
+    from taskdecomp.planner.plan import check_task
+
+    cfg = parse_config(
+        DecomposeConfig,
+        argv,
+        prog="decompose",
+        description="Decompose a multi-modal task into typed, ordered steps (and optionally run them).",
+        positionals=("task",),
+    )
+    reporter = Reporter(quiet=cfg.quiet)
+    tasks = [cfg.task or ""] if cfg.file is None else _read_tasks(cfg.file)
+    if cfg.file is None:
+        check_task(tasks[0])  # bad input fails before the model loads
+    handlers = _handlers(cfg, reporter) if cfg.run else None
+    decomposer = Decomposer(
+        cfg.adapter,
+        base=cfg.base,
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.batch_size,
+        retries=cfg.retries,
+        reporter=reporter,
+    )
+    if cfg.file is None:
+        plans = [decomposer.decompose(tasks[0], cfg.input)]  # DecompositionError → one line, exit 2
+    else:
+        # Lines too short/long for a row are reported per line, not fatal for the others.
+        valid = []
+        for t in tasks:
+            try:
+                valid.append(check_task(t))
+            except InputError as exc:
+                valid.append(exc)  # type: ignore[arg-type]
+        todo = [t for t in valid if isinstance(t, str)]
+        done = iter(decomposer.decompose_many(todo) if todo else [])
+        plans = [next(done) if isinstance(t, str) else t for t in valid]  # type: ignore[misc]
+    failed = 0
+    for task, plan in zip(tasks, plans, strict=True):
+        if isinstance(plan, DecompositionError | InputError):
+            failed += 1
+            print(json.dumps({"instruction": task, "error": str(plan)}, ensure_ascii=False), flush=True)
+            continue
+        record = plan.to_row()
+        run_result = plan.run(handlers, max_concurrency=cfg.max_concurrency) if handlers is not None else None
+        if run_result is not None and not run_result.ok:
+            failed += 1
+        if cfg.json or cfg.file is not None:
+            if run_result is not None:
+                record["run"] = run_result.to_dict()
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+        else:
+            print(f"{plan.render()}\n(structure: {plan.structure}; source: {plan.source})", flush=True)
+            if run_result is not None:
+                print(format_schedule(plan, run_result), flush=True)
+    if failed and cfg.file is not None:
+        reporter.warn(f"{failed} of {len(tasks)} task(s) had no valid plan or a failed step (see their lines)")
+    return 1 if failed else 0

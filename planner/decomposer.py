@@ -1,0 +1,155 @@
+"""Task → validated `Plan`, with the model loaded once and tasks generated in batches.
+
+Each round generates for every task still without a valid plan in one batched call. An invalid
+answer is re-asked: the conversation continues with the model's answer and a stricter user
+message naming what was wrong (`prompts/decompose_retry.j2`), greedy again. After `retries`
+re-asks the task gets a `DecompositionError` holding every attempt: never a broken plan.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Sequence
+from taskdecomp.planner.plan import DecompositionError, Plan, check_task, plan_from_text
+from taskdecomp.reporter import Reporter
+
+__all__ = ["Decomposer", "decompose", "DEFAULT_BASE", "Generator"]
+
+DEFAULT_BASE = "smollm2-135m-gguf"
+# Chat conversations in, one completion per conversation out (same order).
+Generator = Callable[[list[list[dict[str, str]]]], list[str]]
+
+
+def _source(name: str) -> str:
+    # row schema: `model:<id>` with no whitespace
+    return "model:" + re.sub(r"\s+", "_", name.strip())
+
+
+class Decomposer:
+    """Holds the model for repeated / batched `decompose` calls.
+
+    `generator` replaces the model (tests of the parsing/retry logic, other backends): a
+    callable taking chat conversations and returning one completion each.
+    """
+
+    def __init__(
+        self,
+        adapter: str | None = None,
+        *,
+        base: str | None = None,
+        max_new_tokens: int = 256,
+        batch_size: int = 8,
+        retries: int = 2,
+        quantize_4bit: bool | None = None,
+        generator: Generator | None = None,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.reporter = reporter or Reporter.silent()
+        self.retries = max(0, retries)
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.adapter = adapter
+        if generator is not None:
+            self._generate = generator
+            self.source = _source(adapter or base or "custom")
+            return
+        if adapter:
+            from taskdecomp.evaluation.evaluate_adapter import load_model
+
+            self.model, self.tokenizer = load_model(adapter, base=base, quantize_4bit=quantize_4bit)
+            self.source = _source(adapter)
+        else:
+            from taskdecomp.trainer.models import load_base_model
+
+            base = base or DEFAULT_BASE
+            self.reporter.warn(
+                f"no --adapter given: planning with the base model {base}, whose plans are often invalid "
+                "or poor; train one with train-adapter and pass --adapter"
+            )
+            self.model, self.tokenizer = load_base_model(base, quantize_4bit=bool(quantize_4bit))
+            self.model.eval()
+            self.source = _source(base)
+        self._generate = self._generate_with_model
+
+    def _generate_with_model(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        from taskdecomp.evaluation.generate import generate_batched
+
+        prompts = [
+            self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+            for c in conversations
+        ]
+        return generate_batched(
+            self.model,
+            self.tokenizer,
+            prompts,
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
+            reporter=self.reporter,
+            desc="planning",
+        )
+
+    def decompose_many(
+        self, tasks: Sequence[str], inputs: Sequence[str] | None = None
+    ) -> list[Plan | DecompositionError]:
+        """One result per task, in order: a valid `Plan` or the `DecompositionError`."""
+        from taskdecomp.prompts import render
+        from taskdecomp.promptfmt import build_messages
+
+        texts = [check_task(t) for t in tasks]
+        ctx = [(s or "").strip() for s in (inputs or [""] * len(texts))]
+        conversations = [build_messages(t, c) for t, c in zip(texts, ctx, strict=True)]
+        attempts: list[list[tuple[str, list[str]]]] = [[] for _ in texts]
+        results: list[Plan | DecompositionError | None] = [None] * len(texts)
+        pending = list(range(len(texts)))
+        for round_ in range(self.retries + 1):
+            if not pending:
+                break
+            if round_:
+                self.reporter.info(f"re-asking {len(pending)} task(s) with invalid plans (retry {round_})")
+            answers = self._generate([conversations[i] for i in pending])
+            still = []
+            for i, answer in zip(pending, answers, strict=True):
+                try:
+                    results[i] = plan_from_text(texts[i], answer, input=ctx[i], source=self.source)
+                except DecompositionError as exc:
+                    errors = exc.attempts[-1][1]
+                    attempts[i].append((answer, errors))
+                    conversations[i] = [
+                        *conversations[i],
+                        {"role": "assistant", "content": answer},
+                        {"role": "user", "content": render("decompose_retry.j2", errors=errors[:3]).strip()},
+                    ]
+                    still.append(i)
+            pending = still
+        for i in pending:
+            results[i] = DecompositionError(texts[i], attempts[i])
+        return [r for r in results if r is not None]  # every slot is filled by now
+
+    def decompose(self, task: str, input: str = "") -> Plan:
+        (result,) = self.decompose_many([task], [input])
+        if isinstance(result, DecompositionError):
+            raise result
+        return result
+
+
+@functools.lru_cache(maxsize=2)
+def _cached(adapter: str | None, base: str | None, max_new_tokens: int, retries: int) -> Decomposer:
+    return Decomposer(adapter, base=base, max_new_tokens=max_new_tokens, retries=retries)
+
+
+def decompose(
+    task: str,
+    adapter: str | None = None,
+    *,
+    input: str = "",
+    base: str | None = None,
+    max_new_tokens: int = 256,
+    retries: int = 2,
+    decomposer: Decomposer | None = None,
+) -> Plan:
+    """Decompose one task into a validated `Plan` (the model is loaded once per process and
+    settings; `DecompositionError` when no valid plan comes out, `InputError` for bad input)."""
+    check_task(task)  # bad input fails before a model is loaded
+    d = decomposer or _cached(adapter, base, max_new_tokens, retries)
+    return d.decompose(task, input)
+

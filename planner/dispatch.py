@@ -1,0 +1,216 @@
+"""Executing a plan: each step goes to the handler registered for its modality.
+
+Steps start as soon as all their dependencies succeeded (not wave by wave), at most
+`max_concurrency` at a time, on one asyncio loop. A handler receives the step and the results of
+the steps it depends on. A step whose handler raises is `failed`; every step that depends on it,
+directly or not, is `skipped`; independent steps still finish.
+
+Handlers are plug-ins: anything with `async __call__(step, inputs) -> result`. Third-party
+packages add them through the entry-point group `taskdecomp.handlers`, one entry per modality,
+pointing at a class (instantiated without arguments), a factory function, or an async function
+used as is:
+
+    [project.entry-points."taskdecomp.handlers"]
+    image = "my_package.handlers:ImageHandler"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from taskdecomp.errors import ConfigError, InputError, redact
+from taskdecomp.planner.plan import Plan, Step
+from taskdecomp.schema import MODALITIES
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Handler",
+    "HandlerRegistry",
+    "StepResult",
+    "RunResult",
+    "arun",
+    "run",
+]
+
+ENTRY_POINT_GROUP = "taskdecomp.handlers"
+Status = Literal["ok", "failed", "skipped"]
+
+
+@runtime_checkable
+class Handler(Protocol):
+    def __call__(self, step: Step, inputs: Mapping[int, Any]) -> Awaitable[Any]: ...
+
+
+class HandlerRegistry:
+    """Modality → handler. Later registrations replace earlier ones."""
+
+    def __init__(self, handlers: Mapping[str, Handler] | None = None) -> None:
+        self._handlers: dict[str, Handler] = {}
+        for modality, handler in (handlers or {}).items():
+            self.register(modality, handler)
+
+    def register(self, modality: str, handler: Handler) -> HandlerRegistry:
+        if modality not in MODALITIES:
+            raise ConfigError(f"cannot register a handler for '{modality}': modalities are {', '.join(MODALITIES)}")
+        if not callable(handler):
+            raise ConfigError(f"the handler for '{modality}' is not callable (need async __call__(step, inputs))")
+        self._handlers[modality] = handler
+        return self
+
+    def get(self, modality: str) -> Handler | None:
+        return self._handlers.get(modality)
+
+    def __contains__(self, modality: object) -> bool:
+        return modality in self._handlers
+
+    @property
+    def modalities(self) -> list[str]:
+        return sorted(self._handlers)
+
+    @classmethod
+    def from_entry_points(cls, group: str = ENTRY_POINT_GROUP, *, warn: Callable[[str], None] | None = None) -> HandlerRegistry:
+        """Handlers that installed packages declare in `group` (entry-point name = modality).
+        A plug-in that fails to load is left out (with a warning), not fatal."""
+        from importlib.metadata import entry_points
+
+        registry = cls()
+        for ep in sorted(entry_points(group=group), key=lambda e: (e.name, e.value)):
+            try:
+                registry.register(ep.name, _instantiate(ep.load()))
+            except Exception as exc:  # a broken third-party plug-in must not break the others
+                if warn:
+                    warn(f"handler plug-in {ep.name} = {ep.value} not loaded: {exc.__class__.__name__}: {exc}")
+        return registry
+
+    @classmethod
+    def dry_run(cls, delay: float = 0.0) -> HandlerRegistry:
+        """A `DryRunHandler` for every modality, sharing one schedule log (`.log`)."""
+        from taskdecomp.planner.handlers import DryRunHandler
+
+        log: list[tuple[str, int, float]] = []
+        registry = cls({m: DryRunHandler(log=log, delay=delay) for m in MODALITIES})
+        registry.log = log  # type: ignore[attr-defined]
+        return registry
+
+
+def _instantiate(obj: Any) -> Handler:
+    if inspect.isclass(obj):
+        return obj()
+    if inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(getattr(obj, "__call__", None)):
+        return obj
+    if callable(obj):
+        return obj()  # a factory
+    raise TypeError(f"{obj!r} is not a handler, class or factory")
+
+
+@dataclass
+class StepResult:
+    step: int
+    modality: str
+    status: Status
+    output: Any = None
+    error: str | None = None
+    started: float | None = None  # time.monotonic()
+    finished: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.output if isinstance(self.output, str | int | float | bool | type(None) | list | dict) else repr(self.output)
+        return {"step": self.step, "modality": self.modality, "status": self.status, "output": out, "error": self.error}
+
+
+@dataclass
+class RunResult:
+    steps: dict[int, StepResult]
+    waves: list[list[int]]
+    started_order: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "ok" for r in self.steps.values())
+
+    @property
+    def outputs(self) -> dict[int, Any]:
+        return {n: r.output for n, r in self.steps.items() if r.status == "ok"}
+
+    @property
+    def errors(self) -> dict[int, str]:
+        return {n: r.error or "" for n, r in self.steps.items() if r.status != "ok"}
+
+    def status(self, step: int) -> Status:
+        return self.steps[step].status
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "waves": self.waves,
+            "started_order": self.started_order,
+            "steps": [self.steps[n].to_dict() for n in sorted(self.steps)],
+        }
+
+
+def _registry(handlers: HandlerRegistry | Mapping[str, Handler] | None) -> HandlerRegistry:
+    if handlers is None:
+        return HandlerRegistry.from_entry_points()
+    return handlers if isinstance(handlers, HandlerRegistry) else HandlerRegistry(handlers)
+
+
+async def arun(
+    plan: Plan, handlers: HandlerRegistry | Mapping[str, Handler] | None = None, *, max_concurrency: int = 4
+) -> RunResult:
+    """Run `plan` (see the module doc). Missing handlers are an `InputError` before anything runs."""
+    if max_concurrency < 1:
+        raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
+    registry = _registry(handlers)
+    missing = sorted({s.modality for s in plan.steps} - set(registry.modalities))
+    if missing:
+        raise InputError(
+            f"no handler for {', '.join(missing)} steps; register one (HandlerRegistry.register or the "
+            f"'{ENTRY_POINT_GROUP}' entry points) or use the dry run"
+        )
+    results: dict[int, StepResult] = {}
+    started_order: list[int] = []
+    gate = asyncio.Semaphore(max_concurrency)
+    tasks: dict[int, asyncio.Task[StepResult]] = {}
+
+    async def execute(step: Step) -> StepResult:
+        deps = [await tasks[d] for d in step.depends_on]
+        bad = [d.step for d in deps if d.status != "ok"]
+        if bad:
+            why = "failed" if all(results[b].status == "failed" for b in bad) else "did not run"
+            res = StepResult(step.step, step.modality, "skipped", error=f"step {bad[0]} {why}")
+        else:
+            inputs = {d.step: d.output for d in deps}
+            async with gate:
+                started = time.monotonic()
+                started_order.append(step.step)
+                try:
+                    output = await registry.get(step.modality)(step, inputs)  # type: ignore[misc]
+                    res = StepResult(step.step, step.modality, "ok", output, None, started, time.monotonic())
+                except Exception as exc:  # a failing handler fails its step, not the run
+                    error = redact(f"{exc.__class__.__name__}: {exc}")
+                    res = StepResult(step.step, step.modality, "failed", None, error, started, time.monotonic())
+        results[step.step] = res
+        return res
+
+    # Steps only depend on earlier steps, so creating the tasks in step order always finds
+    # the dependencies' tasks already there.
+    for step in sorted(plan.steps, key=lambda s: s.step):
+        tasks[step.step] = asyncio.create_task(execute(step))
+    await asyncio.gather(*tasks.values())
+    return RunResult(steps=dict(sorted(results.items())), waves=plan.waves(), started_order=started_order)
+
+
+def run(
+    plan: Plan, handlers: HandlerRegistry | Mapping[str, Handler] | None = None, *, max_concurrency: int = 4
+) -> RunResult:
+    """Synchronous `arun` (from code that has no event loop running; else await `arun`)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(arun(plan, handlers, max_concurrency=max_concurrency))
+    raise ConfigError("plan.run() was called inside a running event loop; use `await plan.arun(...)`")

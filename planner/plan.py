@@ -1,0 +1,182 @@
+"""Typed plans: what `decompose` returns and `plan.run` executes.
+
+A `Plan` is the dataset row's subtasks as frozen dataclasses. It is only ever built from steps
+that passed validation (the row schema plus "depends only on earlier steps"), so every `Plan`
+converts to a valid row (`to_row`) and its dependency graph is acyclic by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from taskdecomp.errors import InputError, TaskDecompError
+from taskdecomp.schema import make_row, parse_output, render_output, schema_errors
+
+if TYPE_CHECKING:
+    from taskdecomp.planner.dispatch import HandlerRegistry, RunResult
+
+__all__ = [
+    "Step",
+    "Plan",
+    "DecompositionError",
+    "plan_errors",
+    "plan_from_text",
+    "check_task",
+    "MIN_TASK_CHARS",
+    "MAX_TASK_CHARS",
+]
+
+# The row schema's limits on `instruction`: a task outside them could never become a valid row.
+MIN_TASK_CHARS, MAX_TASK_CHARS = 20, 1200
+
+
+class DecompositionError(TaskDecompError):
+    """The model's answer stayed invalid after every retry. `attempts` holds (text, errors)."""
+
+    def __init__(self, task: str, attempts: list[tuple[str, list[str]]]) -> None:
+        self.task = task
+        self.attempts = attempts
+        last = attempts[-1][1] if attempts else ["no answer"]
+        super().__init__(
+            f"no valid plan after {len(attempts)} attempt(s) for task {task[:60]!r}: {'; '.join(last[:3])}; "
+            "try a trained --adapter, more --retries or a larger --max-new-tokens"
+        )
+
+
+@dataclass(frozen=True)
+class Step:
+    step: int
+    description: str
+    modality: str
+    operation: str
+    depends_on: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["depends_on"] = list(self.depends_on)
+        return d
+
+
+@dataclass(frozen=True)
+class Plan:
+    instruction: str
+    steps: tuple[Step, ...]
+    input: str = ""
+    structure: str = "chain"
+    source: str = "model:base"
+    raw: str = field(default="", compare=False, repr=False)  # the model's text, for debugging
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], raw: str = "") -> Plan:
+        steps = tuple(
+            Step(
+                step=int(st["step"]),
+                description=st["description"],
+                modality=st["modality"],
+                operation=st["operation"],
+                depends_on=tuple(int(d) for d in st.get("depends_on") or ()),
+            )
+            for st in row["subtasks"]
+        )
+        return cls(
+            instruction=row["instruction"],
+            steps=steps,
+            input=row.get("input") or "",
+            structure=row["structure"],
+            source=row["source"],
+            raw=raw,
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        """A dict valid against the repo's row schema (same shape as dataset rows)."""
+        return make_row(
+            {
+                "instruction": self.instruction,
+                "input": self.input,
+                "subtasks": [s.to_dict() for s in self.steps],
+                "structure": self.structure,
+            },
+            self.source,
+        )
+
+    def render(self) -> str:
+        return render_output([s.to_dict() for s in self.steps])
+
+    def step(self, number: int) -> Step:
+        return next(s for s in self.steps if s.step == number)
+
+    def waves(self) -> list[list[int]]:
+        """Topological levels: wave k holds the steps whose dependencies all lie in waves < k."""
+        level: dict[int, int] = {}
+        for s in sorted(self.steps, key=lambda s: s.step):  # deps are earlier steps
+            level[s.step] = 1 + max((level[d] for d in s.depends_on), default=-1)
+        waves: list[list[int]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+        for number, k in level.items():
+            waves[k].append(number)
+        return waves
+
+    def run(
+        self, handlers: HandlerRegistry | Mapping[str, Any] | None = None, *, max_concurrency: int = 4
+    ) -> RunResult:
+        """Execute the steps (see `taskdecomp.planner.dispatch.run`)."""
+        from taskdecomp.planner.dispatch import run
+
+        return run(self, handlers, max_concurrency=max_concurrency)
+
+    async def arun(
+        self, handlers: HandlerRegistry | Mapping[str, Any] | None = None, *, max_concurrency: int = 4
+    ) -> RunResult:
+        from taskdecomp.planner.dispatch import arun
+
+        return await arun(self, handlers, max_concurrency=max_concurrency)
+
+
+def check_task(task: str) -> str:
+    """The task text, whitespace-collapsed; `InputError` when it can't become a row."""
+    text = " ".join((task or "").split())
+    if not text:
+        raise InputError("the task text is empty; pass a task such as 'Write a song and film a video for it'")
+    if not MIN_TASK_CHARS <= len(text) <= MAX_TASK_CHARS:
+        raise InputError(
+            f"the task text has {len(text)} characters; it must have {MIN_TASK_CHARS} to {MAX_TASK_CHARS} "
+            "(describe the whole task in one self-contained sentence or paragraph)"
+        )
+    return text
+
+
+def _validate_row(row: dict[str, Any]) -> list[str]:
+    """The dataset builder's row validator when present, else the schema + graph checks here."""
+    errors = list(schema_errors(row))
+    numbers = [st["step"] for st in row["subtasks"]]
+    if numbers != list(range(1, len(numbers) + 1)):
+        errors.append(f"steps must be numbered 1..{len(numbers)} in order")
+    for st in row["subtasks"]:
+        bad = [d for d in st["depends_on"] if not 0 < d < st["step"]]
+        if bad:
+            errors.append(f"step {st['step']} depends on step {bad[0]}, which does not come before it")
+    try:
+        from taskdecomp.dataset_builder.validate import validate_row
+    except ImportError:
+        return errors
+    extra = validate_row(row)
+    if isinstance(extra, list | tuple):
+        errors.extend(str(e) for e in extra if str(e) not in errors)
+    return errors
+
+
+def plan_errors(row: dict[str, Any]) -> list[str]:
+    return _validate_row(row)
+
+
+def plan_from_text(task: str, text: str, *, input: str = "", source: str = "model:base") -> Plan:
+    """Parse and validate model text; raises `DecompositionError` (one attempt) when invalid."""
+    steps = parse_output(text)
+    if not steps:
+        raise DecompositionError(task, [(text, ["the answer has no numbered steps ('1. ...')"])])
+    row = make_row({"instruction": task, "input": input, "subtasks": steps}, source)
+    errors = _validate_row(row)
+    if errors:
+        raise DecompositionError(task, [(text, errors)])
+    return Plan.from_row(row, raw=text)

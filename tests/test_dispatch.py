@@ -1,0 +1,186 @@
+"""Plan execution: dependency order, concurrency, failure propagation, plug-ins, the OpenAI text handler."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from taskdecomp.errors import AuthError, ConfigError, InputError
+from taskdecomp.planner import HandlerRegistry, Plan, Step
+from taskdecomp.planner.handlers import OpenAITextHandler
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_openai import FakeOpenAI  # noqa: E402
+
+
+def make_plan(deps: dict[int, tuple[int, ...]], modalities: dict[int, str] | None = None) -> Plan:
+    modalities = modalities or {}
+    steps = tuple(
+        Step(n, f"Do the work of step number {n}", modalities.get(n, "text"), "generation", d)
+        for n, d in sorted(deps.items())
+    )
+    return Plan(instruction="A test task that is long enough", steps=steps, structure="dag", source="seed")
+
+
+class Recorder:
+    """Records (start, end) per step and the inputs it got; optionally sleeps / fails."""
+
+    def __init__(self, delay: float = 0.0, fail: set[int] | None = None) -> None:
+        self.delay, self.fail = delay, fail or set()
+        self.times: dict[int, tuple[float, float]] = {}
+        self.inputs: dict[int, dict[int, object]] = {}
+        self.running = self.peak = 0
+
+    async def __call__(self, step: Step, inputs):
+        start = time.monotonic()
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        self.inputs[step.step] = dict(inputs)
+        try:
+            await asyncio.sleep(self.delay)
+            if step.step in self.fail:
+                raise RuntimeError(f"step {step.step} broke")
+            return f"out{step.step}"
+        finally:
+            self.running -= 1
+            self.times[step.step] = (start, time.monotonic())
+
+
+def test_dependency_order_and_inputs():
+    deps = {1: (), 2: (1,), 3: (1,), 4: (2, 3), 5: ()}
+    plan = make_plan(deps)
+    rec = Recorder(delay=0.02)
+    result = plan.run({"text": rec}, max_concurrency=4)
+    assert result.ok
+    assert result.waves == [[1, 5], [2, 3], [4]]
+    for n, ds in deps.items():
+        for d in ds:
+            assert rec.times[n][0] >= rec.times[d][1], f"step {n} started before its dependency {d} ended"
+        assert rec.inputs[n] == {d: f"out{d}" for d in ds}
+    assert result.outputs == {n: f"out{n}" for n in deps}
+
+
+def test_independent_steps_run_concurrently_within_the_limit():
+    plan = make_plan({1: (), 2: (), 3: (), 4: ()})
+    rec = Recorder(delay=0.3)
+    t0 = time.monotonic()
+    assert plan.run({"text": rec}, max_concurrency=4).ok
+    assert time.monotonic() - t0 < 0.9  # serially it would take 1.2 s
+    assert rec.peak == 4
+    rec1 = Recorder(delay=0.05)
+    assert plan.run({"text": rec1}, max_concurrency=1).ok
+    assert rec1.peak == 1
+    spans = sorted(rec1.times.values())
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
+
+
+def test_failure_skips_dependents_and_others_finish():
+    plan = make_plan({1: (), 2: (1,), 3: (1,), 4: (2,), 5: (4, 3), 6: ()})
+    result = plan.run({"text": Recorder(fail={2})})
+    assert not result.ok
+    assert {n: r.status for n, r in result.steps.items()} == {
+        1: "ok",
+        2: "failed",
+        3: "ok",
+        4: "skipped",
+        5: "skipped",
+        6: "ok",
+    }
+    assert "step 2 broke" in result.errors[2]
+    assert result.errors[4] == "step 2 failed"
+    assert result.to_dict()["steps"][1]["status"] == "failed"
+
+
+def test_missing_handler_fails_before_running_anything():
+    plan = make_plan({1: (), 2: (1,)}, {2: "video"})
+    rec = Recorder()
+    with pytest.raises(InputError, match="no handler for video"):
+        plan.run({"text": rec})
+    assert rec.times == {}
+
+
+def test_registry_rejects_unknown_modality_and_run_inside_a_loop():
+    with pytest.raises(ConfigError):
+        HandlerRegistry().register("smell", Recorder())
+    plan = make_plan({1: ()})
+
+    async def inside():
+        with pytest.raises(ConfigError, match="arun"):
+            plan.run({"text": Recorder()})
+        return await plan.arun({"text": Recorder()})
+
+    assert asyncio.run(inside()).ok
+
+
+def test_dry_run_records_the_schedule():
+    plan = make_plan({1: (), 2: (1,), 3: ()}, {2: "image", 3: "audio"})
+    registry = HandlerRegistry.dry_run()
+    result = plan.run(registry)
+    assert result.ok and result.waves == [[1, 3], [2]]
+    started = [n for kind, n, _ in registry.log if kind == "start"]
+    assert started.index(2) > started.index(1)
+    assert "using steps 1" in result.outputs[2]
+
+
+def test_entry_point_plugins_are_discovered(tmp_path, monkeypatch):
+    (tmp_path / "tdx_plugin.py").write_text(
+        textwrap.dedent(
+            """
+            class ImageHandler:
+                async def __call__(self, step, inputs):
+                    return "image:" + step.description
+
+            async def audio_handler(step, inputs):
+                return "audio!"
+            """
+        )
+    )
+    dist = tmp_path / "tdx_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tdx-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[taskdecomp.handlers]\nimage = tdx_plugin:ImageHandler\naudio = tdx_plugin:audio_handler\n"
+        "video = tdx_plugin:does_not_exist\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    warnings: list[str] = []
+    registry = HandlerRegistry.from_entry_points(warn=warnings.append)
+    assert {"image", "audio"} <= set(registry.modalities)
+    assert "video" not in registry and any("video" in w for w in warnings)
+    plan = make_plan({1: (), 2: (1,)}, {1: "image", 2: "audio"})
+    result = plan.run(registry)
+    assert result.outputs == {1: "image:Do the work of step number 1", 2: "audio!"}
+
+
+def test_openai_text_handler_against_a_loopback_server():
+    plan = make_plan({1: (), 2: (1,), 3: ()}, {3: "image"})
+    with FakeOpenAI() as fake:
+        fake.script({"content": "A draft about bees."}, {"content": "The final text."})
+        handler = OpenAITextHandler(base_url=fake.base_url, model="fake-model")
+        result = plan.run({"text": handler, "image": Recorder()}, max_concurrency=1)
+    assert result.ok, result.errors
+    assert result.outputs[1] == "A draft about bees."
+    assert result.outputs[2] == "The final text."
+    # what step 2 was asked: its description and step 1's result
+    user = handler.messages(plan.step(2), {1: "A draft about bees."})[1]["content"]
+    assert "Do the work of step number 2" in user and "[Step 1]" in user and "A draft about bees." in user
+
+
+def test_openai_text_handler_auth_failure_fails_the_step_without_leaking_the_key():
+    plan = make_plan({1: (), 2: (1,), 3: ()})
+    secret = "sk-wrong-key-1234567890"
+    with FakeOpenAI(api_key="sk-right-key-0987654321") as fake:
+        handler = OpenAITextHandler(base_url=fake.base_url, api_key=secret, model="m", max_retries=0)
+        result = plan.run({"text": handler})
+    assert {n: r.status for n, r in result.steps.items()} == {1: "failed", 2: "skipped", 3: "failed"}
+    assert "AuthError" in result.errors[1] and secret not in result.errors[1]
+
+
+def test_openai_text_handler_needs_a_key_for_the_openai_api():
+    with pytest.raises(AuthError, match="OPENAI_API_KEY"):
+        OpenAITextHandler()

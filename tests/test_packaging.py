@@ -1,0 +1,49 @@
+"""`pip install .` (not only editable) must carry the templates and never shadow `hub`/`trainer`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_carries_templates_and_installs_under_one_package(tmp_path):
+    wheel_dir = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir), str(REPO)],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = wheel_dir.glob("taskdecomp-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {n.split("/")[0] for n in names if not n.startswith("taskdecomp-")}
+    assert top_level == {"taskdecomp"}, top_level  # no top-level `hub` or `trainer` package
+    for needed in (
+        "taskdecomp/row.schema.json",
+        "taskdecomp/prompts/decompose_system.txt",
+        "taskdecomp/loader_script/features.py",
+        "taskdecomp/recipes/smollm2-135m-cpu.yaml",
+    ):
+        assert needed in names, needed
+    assert any(n.startswith("taskdecomp/prompts/") and n.endswith(".j2") for n in names)
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    for script in ("build-dataset", "import-dataset", "publish-dataset", "train-adapter", "evaluate-adapter", "decompose"):
+        assert f"{script} = taskdecomp." in entry_points
+
+    # the installed (non-editable) copy reads its templates from the install location
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        timeout=300,
+    )
+    code = (
+        "import taskdecomp, taskdecomp.prompts as p, taskdecomp.schema as s;"
+        "assert taskdecomp.__file__.startswith(%r), taskdecomp.__file__;"
+        "assert 'decompose' in p.read('decompose_system.txt');"
+        "assert s.row_schema()['title']" % str(target)
+    )
+    subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"], check=True)

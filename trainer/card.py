@@ -1,0 +1,150 @@
+"""The adapter's model card and loss plot, rendered from what the run left in its folder.
+
+`write_model_card(output_dir, eval_results)` re-renders README.md from `train_config.yaml` and
+`train_log.jsonl` (so evaluate-adapter can add its scores later) through `model_card.md.j2` and
+`huggingface_hub.ModelCard`; eval results go into the Markdown table and the `model-index`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from taskdecomp.errors import InputError
+
+from .data import dataset_repo_id
+from .models import ALIASES, hub_id_for
+
+__all__ = ["write_model_card", "plot_loss", "read_log", "TEMPLATE"]
+
+TEMPLATE = Path(__file__).with_name("model_card.md.j2")
+HYPERPARAMETERS = (
+    "base_model", "quantize_4bit", "dtype", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
+    "lora_last_layers", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "optim", "gradient_checkpointing",
+    "max_length", "packing", "packing_strategy", "padding_free", "seed",
+)  # fmt: skip
+
+
+def read_log(output_dir: Path) -> list[dict[str, Any]]:
+    path = Path(output_dir) / "train_log.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_loss(output_dir: Path) -> Path:
+    """loss.png: training loss per logged step, eval loss where evaluated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    log = read_log(output_dir)
+    train = [(r["step"], r["loss"]) for r in log if "loss" in r]
+    evals = [(r["step"], r["eval_loss"]) for r in log if "eval_loss" in r]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    if train:
+        ax.plot(*zip(*train, strict=True), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals, strict=True), "o-", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (completion tokens)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(output_dir) / "loss.png"
+    tmp = path.with_name(".loss.png.tmp")
+    fig.savefig(tmp, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _eval_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    base, adapter = results.get("base") or {}, results.get("adapter") or {}
+    return [(m, _fmt(base.get(m, "—")), _fmt(adapter[m])) for m in adapter]
+
+
+def write_model_card(output_dir: Path, eval_results: dict[str, Any] | None = None) -> Path:
+    """Render README.md for a train-adapter output folder; returns its path.
+
+    `eval_results`: {"base": {metric: value}, "adapter": {metric: value}, "dataset": repo id or
+    name, "split": "test"} — the adapter's metrics also go into the card's `model-index`.
+    """
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    out = Path(output_dir)
+    cfg_path = out / "train_config.yaml"
+    if not cfg_path.is_file():
+        raise InputError(f"{out} has no train_config.yaml; pass a train-adapter output folder")
+    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    log = read_log(out)
+    dataset_repo = dataset_repo_id(str(cfg.get("dataset", "")))
+    base_hub = hub_id_for(str(cfg.get("base_model", "")))
+    model_name = cfg.get("repo_id") or out.name
+    eval_results = eval_results or {}
+    eval_dataset = eval_results.get("dataset") or dataset_repo or "task-decomposition"
+    model_index = [
+        EvalResult(
+            task_type="text-generation",
+            dataset_type=str(eval_dataset),
+            dataset_name=str(eval_dataset),
+            dataset_split=eval_results.get("split", "test"),
+            metric_type=metric,
+            metric_name=metric,
+            metric_value=float(value),
+        )
+        for metric, value in (eval_results.get("adapter") or {}).items()
+        if isinstance(value, int | float)
+    ]
+    data = ModelCardData(
+        base_model=base_hub,
+        library_name="peft",
+        pipeline_tag="text-generation",
+        license=cfg.get("license", "apache-2.0"),
+        datasets=[dataset_repo] if dataset_repo else None,
+        tags=["peft", "lora", "qlora", "trl", "sft", "task-decomposition", "taskdecomp"],
+        model_name=str(model_name),
+        eval_results=model_index or None,
+    )
+    train_losses = [r["loss"] for r in log if "loss" in r]
+    eval_losses = [r["eval_loss"] for r in log if "eval_loss" in r]
+    summary = next((r for r in reversed(log) if "train_runtime" in r), {})
+    first_n = next((r for r in log if "n_train" in r), {})
+    card = ModelCard.from_template(
+        data,
+        template_path=str(TEMPLATE),
+        cfg=cfg,
+        model_name=model_name,
+        base_hub_id=base_hub,
+        base_is_alias=cfg.get("base_model") in ALIASES,
+        dataset_repo=dataset_repo,
+        adapter_ref=cfg.get("repo_id") or str(out),
+        n_train=first_n.get("n_train", "?"),
+        n_eval=first_n.get("n_eval", 0),
+        hyperparameters=[(k, _fmt(cfg[k])) for k in HYPERPARAMETERS if k in cfg],
+        final_train_loss=train_losses[-1] if train_losses else None,
+        final_eval_loss=eval_losses[-1] if eval_losses else None,
+        steps=max((r["step"] for r in log), default=0),
+        runtime=f"{summary['train_runtime']:.0f} s" if "train_runtime" in summary else "runtime not logged",
+        eval_rows=_eval_rows(eval_results),
+        eval_dataset=eval_dataset,
+        eval_split=eval_results.get("split", "test"),
+    )
+    path = out / "README.md"
+    from taskdecomp.dataset_builder.output import atomic_write_text
+
+    atomic_write_text(path, str(card))
+    return path

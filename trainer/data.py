@@ -1,0 +1,72 @@
+"""Dataset → TRL conversational prompt-completion examples (train + eval splits).
+
+The dataset is a folder written by build-dataset (Parquet shards under data/) or a Hub dataset
+repo id; `datasets.load_dataset` reads either. Every row goes through
+`taskdecomp.promptfmt.to_prompt_completion`, the one prompt format shared with evaluation and
+inference, so TRL applies the model's chat template and computes loss on the completion only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from taskdecomp.errors import InputError
+from taskdecomp.promptfmt import to_prompt_completion
+
+__all__ = ["REQUIRED_COLUMNS", "load_splits", "dataset_repo_id"]
+
+REQUIRED_COLUMNS = ("instruction", "output")
+EVAL_SPLITS = ("test", "validation")
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or spec.count("/") != 1 or Path(spec).suffix != ""
+
+
+def dataset_repo_id(spec: str) -> str | None:
+    """The Hub repo id when the dataset came from the Hub (for the card's `datasets:`)."""
+    return None if Path(spec).expanduser().exists() or _looks_like_path(spec) else spec
+
+
+def _load(spec: str) -> Any:
+    import datasets
+
+    path = Path(spec).expanduser()
+    if not spec:
+        raise InputError("no dataset given: pass --dataset PATH (a build-dataset folder) or USER/NAME")
+    if not path.exists() and _looks_like_path(spec):
+        raise InputError(f"dataset {spec} not found: pass a build-dataset output folder or a Hub repo id")
+    if path.is_file():
+        raise InputError(f"dataset {spec} is a file: pass the build-dataset output folder that holds data/")
+    try:
+        return datasets.load_dataset(str(path) if path.exists() else spec)
+    except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as exc:
+        raise InputError(f"cannot load dataset {spec}: {str(exc).splitlines()[0]}") from None
+    except (ValueError, OSError) as exc:
+        raise InputError(f"cannot read dataset {spec}: {str(exc).splitlines()[0]}") from None
+
+
+def _prepare(split: Any, limit: int) -> Any:
+    if limit and len(split) > limit:
+        split = split.select(range(limit))
+    return split.map(to_prompt_completion, remove_columns=split.column_names)
+
+
+def load_splits(spec: str, *, max_train_rows: int = 0, max_eval_rows: int = 0) -> tuple[Any, Any | None]:
+    """(train, eval or None) as prompt/completion datasets; `InputError` on anything unusable."""
+    dd = _load(spec)
+    if "train" not in dd:
+        raise InputError(f"dataset {spec} has no train split (found: {', '.join(dd) or 'none'})")
+    missing = [c for c in REQUIRED_COLUMNS if c not in dd["train"].column_names]
+    if missing:
+        raise InputError(
+            f"dataset {spec} lacks column(s) {', '.join(missing)} "
+            f"(has: {', '.join(dd['train'].column_names)}); train on a build-dataset/import-dataset output"
+        )
+    if len(dd["train"]) == 0:
+        raise InputError(f"dataset {spec} has an empty train split")
+    train = _prepare(dd["train"], max_train_rows)
+    name = next((s for s in EVAL_SPLITS if s in dd and len(dd[s])), None)
+    evaluation = _prepare(dd[name], max_eval_rows) if name else None
+    return train, evaluation

