@@ -1,7 +1,8 @@
 """Generation throughput vs the account's bound, and billed tokens per accepted row.
 
 1. Throughput: the fake OpenAI server on 127.0.0.1 answers with `--latency` and enforces an
-   RPM and a TPM limit (a sliding 10 s window, so bursts are punished). The OpenAI backend (real
+   RPM and a TPM limit over a sliding `--window` (30 s: stricter than the per-minute accounting
+   providers document, and shorter than a run, so bursts are punished). The OpenAI backend (real
    `openai` client, our limiter and retry policy) generates as fast as it can for `--seconds`
    in two scenarios: RPM-bound and TPM-bound. Printed: accepted rows/min ÷ the bound
    min(RPM, TPM / billed tokens per call) × rows per call (target ≥ 0.90), and the 429s.
@@ -31,7 +32,7 @@ from taskdecomp.errors import BackendError
 from taskdecomp.schema import make_row, schema_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fake_openai import FakeOpenAI  # noqa: E402
+from fake_openai import FakeOpenAIProcess  # noqa: E402
 
 
 def accepted(candidates: list[dict], request: GenerationRequest, source: str) -> int:
@@ -68,9 +69,16 @@ async def generate_for(backend: OpenAIBackend, seconds: float, rows_per_call: in
 
 
 def throughput(
-    name: str, *, rpm: float | None, tpm: float | None, seconds: float, latency: float, n: int
+    name: str,
+    *,
+    rpm: float | None,
+    tpm: float | None,
+    seconds: float,
+    latency: float,
+    n: int,
+    window: float = 30.0,
 ) -> float:
-    with FakeOpenAI(latency=latency, rpm=rpm, tpm=tpm, window=10.0) as fake:
+    with FakeOpenAIProcess(latency=latency, rpm=rpm, tpm=tpm, window=window) as fake:
         backend = OpenAIBackend(
             "gpt-4o",
             base_url=fake.base_url,
@@ -88,15 +96,16 @@ def throughput(
                 await backend.aclose()
 
         rows, calls, failed, elapsed = asyncio.run(go())
-        billed_calls = fake.stats["status_200"]
-        per_call = (fake.stats["prompt_tokens"] + fake.stats["completion_tokens"]) / max(1, billed_calls)
+        stats = fake.stats()
+        billed_calls = stats["status_200"]
+        per_call = (stats["prompt_tokens"] + stats["completion_tokens"]) / max(1, billed_calls)
         limits = [x for x in (rpm, tpm and tpm / per_call) if x]
         bound = min(limits) * n
         achieved = rows / (elapsed / 60)
         ratio = achieved / bound
         print(
             f"{name:<10} rpm={rpm or '-'} tpm={tpm or '-'} tokens/call={per_call:.0f} calls={calls} "
-            f"failed={failed} 429s={fake.stats['status_429']} in {elapsed:.1f}s\n"
+            f"failed={failed} 429s={stats['status_429']} in {elapsed:.1f}s\n"
             f"{'':<10} achieved {achieved:.0f} rows/min / bound {bound:.0f} rows/min = {ratio:.3f} (target >= 0.90)"
         )
         return ratio
@@ -127,7 +136,7 @@ def billed_per_row(n_rows: int, fail: float, latency: float) -> None:
     target_rows = 1000
     results = {}
     for label, per_call in (("ours", 5), ("ours", 20)):
-        with FakeOpenAI(
+        with FakeOpenAIProcess(
             latency=latency / 4, failure_rate=fail, failure_kinds=("500", "truncated"), seed=7
         ) as fake:
             backend = OpenAIBackend(
@@ -154,14 +163,16 @@ def billed_per_row(n_rows: int, fail: float, latency: float) -> None:
                 return rows
 
             rows = asyncio.run(go())
-            billed = fake.stats["prompt_tokens"] + fake.stats["completion_tokens"]
-            results[f"{label} ({per_call}/call, retries)"] = (billed, rows, fake.stats["chat_requests"])
-    with FakeOpenAI(
+            stats = fake.stats()
+            billed = stats["prompt_tokens"] + stats["completion_tokens"]
+            results[f"{label} ({per_call}/call, retries)"] = (billed, rows, stats["chat_requests"])
+    with FakeOpenAIProcess(
         latency=latency / 4, failure_rate=fail, failure_kinds=("500", "truncated"), seed=7
     ) as fake:
         rows, _ = asyncio.run(original_scheme(fake.base_url, target_rows // 20))
-        billed = fake.stats["prompt_tokens"] + fake.stats["completion_tokens"]
-        results["original (20/call, no retries)"] = (billed, rows, fake.stats["chat_requests"])
+        stats = fake.stats()
+        billed = stats["prompt_tokens"] + stats["completion_tokens"]
+        results["original (20/call, no retries)"] = (billed, rows, stats["chat_requests"])
     base = results["original (20/call, no retries)"]
     base_tpr = base[0] / max(1, base[1])
     for name, (billed, rows, calls) in results.items():
@@ -178,13 +189,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--rows-per-call", type=int, default=5)
     ap.add_argument("--fail", type=float, default=0.1)
+    ap.add_argument(
+        "--window", type=float, default=30.0, help="server's sliding rate-limit window in seconds"
+    )
     args = ap.parse_args(argv)
     n = args.rows_per_call
     print(
         f"fake server latency {args.latency * 1000:.0f} ms, rows per call {n}, {args.seconds:.0f}s per scenario"
     )
-    r1 = throughput("RPM-bound", rpm=300, tpm=None, seconds=args.seconds, latency=args.latency, n=n)
-    r2 = throughput("TPM-bound", rpm=600, tpm=200_000, seconds=args.seconds, latency=args.latency, n=n)
+    r1 = throughput(
+        "RPM-bound", rpm=300, tpm=None, seconds=args.seconds, latency=args.latency, n=n, window=args.window
+    )
+    r2 = throughput(
+        "TPM-bound", rpm=600, tpm=200_000, seconds=args.seconds, latency=args.latency, n=n, window=args.window
+    )
     print(f"min ratio: {min(r1, r2):.3f} ({'OK' if min(r1, r2) >= 0.9 else 'BELOW'} target 0.90)")
     billed_per_row(n, args.fail, args.latency)
     return 0

@@ -24,11 +24,12 @@ from collections import Counter
 from pathlib import Path
 
 from rouge_score import rouge_scorer, tokenize
-
 from taskdecomp.dataset_builder.offline import generate_rows
 from taskdecomp.dataset_builder.sampler import plan_quotas
 
-REFERENCE_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "decompose_net" / "data"
+REFERENCE_DATA = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "decompose_net" / "data"
+)
 ROWS_PER_CALL = 10
 
 
@@ -91,13 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = offline_sample(args.rows, args.seed)
     secs = time.perf_counter() - t0
-    print(f"offline backend: {len(rows)} rows in {secs:.2f} s = {len(rows) / secs:,.0f} rows/s "
-          f"(target < 10 s: {secs / 10:.2f} of the budget)")
+    print(
+        f"offline backend: {len(rows)} rows in {secs:.2f} s = {len(rows) / secs:,.0f} rows/s "
+        f"(target < 10 s: {secs / 10:.2f} of the budget)"
+    )
 
     ours = [r["instruction"] for r in offline_sample(args.sample, args.seed)]
     unique = len({t.lower() for t in ours})
-    print(f"sample: {len(ours)} offline instructions, {unique} distinct, "
-          f"mean {sum(len(t.split()) for t in ours) / len(ours):.1f} words")
+    print(
+        f"sample: {len(ours)} offline instructions, {unique} distinct, "
+        f"mean {sum(len(t.split()) for t in ours) / len(ours):.1f} words"
+    )
     ref = reference_instructions() if REFERENCE_DATA.is_dir() else []
     for n in (2, 3):
         d_ours = distinct_n(ours, n)

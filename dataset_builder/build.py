@@ -55,7 +55,9 @@ def resolve_backend_kind(cfg: BuildConfig, reporter: Reporter) -> str:
         reporter.info("no OPENAI_API_KEY and no --base-url: using the built-in offline backend")
         return "offline"
     if cfg.backend == "openai" and not has_key and not cfg.base_url:
-        raise AuthError("--backend openai needs OPENAI_API_KEY in the environment (or --base-url for a local server)")
+        raise AuthError(
+            "--backend openai needs OPENAI_API_KEY in the environment (or --base-url for a local server)"
+        )
     return cfg.backend
 
 
@@ -183,12 +185,16 @@ class Scheduler:
         accepted = 0
         for cand in result.candidates:
             if not isinstance(cand, dict):
-                self.rejects.append({"cell": cell.key, "request": request.request_id, "reasons": ["not-an-object"]})
+                self.rejects.append(
+                    {"cell": cell.key, "request": request.request_id, "reasons": ["not-an-object"]}
+                )
                 continue
             row = make_row(cand, self.source)
             reasons = validate_row(row, cell)
             if reasons:
-                self.rejects.append({"cell": cell.key, "request": request.request_id, "reasons": reasons, "row": row})
+                self.rejects.append(
+                    {"cell": cell.key, "request": request.request_id, "reasons": reasons, "row": row}
+                )
                 continue
             dup = self.dedup.check_and_add(row["id"], row["instruction"])
             if dup is not None:
@@ -246,26 +252,39 @@ def _check_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / ".build").is_dir():
-        raise ConfigError(f"--out {out} is not empty and holds no build journal; choose an empty or new folder")
+        raise ConfigError(
+            f"--out {out} is not empty and holds no build journal; choose an empty or new folder"
+        )
 
 
 class _Run:
     """State of one invocation: scheduler + journal + backend + spend."""
 
-    def __init__(self, cfg: BuildConfig, sched: Scheduler, journal: Journal, cache: dict[str, GenerationResult],
-                 backend: Backend, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        cfg: BuildConfig,
+        sched: Scheduler,
+        journal: Journal,
+        cache: dict[str, GenerationResult],
+        backend: Backend,
+        reporter: Reporter,
+    ) -> None:
         self.cfg, self.sched, self.journal, self.cache = cfg, sched, journal, cache
         self.backend, self.reporter = backend, reporter
         self.usage = Usage()
         self.cost = 0.0
         self.sent = 0  # requests paid for in this invocation
         self.replayed = 0
+        self.n_committed = 0
+        self.max_request_cost = 0.0
         self.stopped: str | None = None
         self.t0 = time.monotonic()
         self.progress = reporter.progress(cfg.n, "rows")
 
     # bookkeeping for every result, journaled or new
     def _account(self, result: GenerationResult) -> None:
+        self.n_committed += 1
+        self.max_request_cost = max(self.max_request_cost, result.cost_usd)
         self.usage = self.usage + result.usage
         self.cost += result.cost_usd
 
@@ -290,8 +309,9 @@ class _Run:
     def _over_budget(self, in_flight: int) -> bool:
         if self.cfg.max_cost is None:
             return False
-        n_results = max(1, self.sent + self.replayed)
-        per_request = self.cost / n_results if self.cost else 0.0
+        # the dearest request so far stands for each one in flight (prompts grow as `avoid`
+        # fills, so an average would overshoot); warm-up sends one request before any fan-out
+        per_request = self.max_request_cost
         if self.cost + (in_flight + 1) * per_request > self.cfg.max_cost:
             self.stopped = (
                 f"stopped at the --max-cost budget (${self.cost:.2f} of ${self.cfg.max_cost:.2f}); "
@@ -336,15 +356,18 @@ class _Run:
                 if not queue:
                     break
                 issued = queue.popleft()
-                result = issued.pending if isinstance(issued.pending, GenerationResult) else await issued.pending
+                result = (
+                    issued.pending if isinstance(issued.pending, GenerationResult) else await issued.pending
+                )
                 self._commit(issued, result)
                 committed += 1
         finally:
             for q in queue:
                 if isinstance(q.pending, asyncio.Future) and not q.pending.done():
                     q.pending.cancel()
-            await asyncio.gather(*(q.pending for q in queue if isinstance(q.pending, asyncio.Future)),
-                                 return_exceptions=True)
+            await asyncio.gather(
+                *(q.pending for q in queue if isinstance(q.pending, asyncio.Future)), return_exceptions=True
+            )
 
     async def batched(self, journaled_batches: list[dict[str, Any]]) -> None:
         from .batch import BatchRunner
@@ -440,8 +463,9 @@ def build(cfg: BuildConfig, reporter: Reporter | None = None) -> BuildSummary:
     return _write_outputs(cfg, out, kind, source, sched, run, reporter)
 
 
-def _write_outputs(cfg: BuildConfig, out: Path, kind: str, source: str, sched: Scheduler, run: _Run,
-                   reporter: Reporter) -> BuildSummary:
+def _write_outputs(
+    cfg: BuildConfig, out: Path, kind: str, source: str, sched: Scheduler, run: _Run, reporter: Reporter
+) -> BuildSummary:
     rows = [row for cell in sched.cells for row in sched.accepted[cell]]
     if not rows:
         raise BackendError("no valid rows were produced; see rejects.jsonl for why")
@@ -449,7 +473,9 @@ def _write_outputs(cfg: BuildConfig, out: Path, kind: str, source: str, sched: S
     write_splits(splits, out)
     cov = coverage(rows)
     reject_counts = collections.Counter(reason_code(r["reasons"][0]) for r in sched.rejects)
-    atomic_write_text(out / "rejects.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in sched.rejects))
+    atomic_write_text(
+        out / "rejects.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in sched.rejects)
+    )
     table = coverage_table(cov)
     atomic_write_text(out / "coverage.md", table + "\n")
     config = to_dict(cfg)
@@ -472,9 +498,16 @@ def _write_outputs(cfg: BuildConfig, out: Path, kind: str, source: str, sched: S
         "source": source,
         "seed": cfg.seed,
         "prompt_version": _prompt_version(kind),
-        "taxonomy": {"combinations": len({c.modalities for c in CELLS}), "structures": list(STRUCTURES),
-                     "min_steps": MIN_STEPS, "max_steps": MAX_STEPS},
-        "dedup": {"threshold": cfg.dedup_threshold, "rule": "exact (normalised) or ROUGE-L F >= threshold on instructions"},
+        "taxonomy": {
+            "combinations": len({c.modalities for c in CELLS}),
+            "structures": list(STRUCTURES),
+            "min_steps": MIN_STEPS,
+            "max_steps": MAX_STEPS,
+        },
+        "dedup": {
+            "threshold": cfg.dedup_threshold,
+            "rule": "exact (normalised) or ROUGE-L F >= threshold on instructions",
+        },
         "stopped": run.stopped,
         "config": {k: v for k, v in config.items() if k not in ("quiet",)},
     }

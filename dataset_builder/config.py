@@ -24,8 +24,12 @@ class BuildConfig:
         default="auto", metadata=_h("auto: openai when OPENAI_API_KEY or --base-url is set, else offline")
     )
     model: str = field(default=DEFAULT_MODEL, metadata=_h("model name for the openai backend"))
-    base_url: str | None = field(default=None, metadata=_h("any OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1"))
-    rows_per_call: int = field(default=5, metadata=_h("rows asked for per request (one taxonomy cell per request)"))
+    base_url: str | None = field(
+        default=None, metadata=_h("any OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    )
+    rows_per_call: int = field(
+        default=5, metadata=_h("rows asked for per request (one taxonomy cell per request)")
+    )
     concurrency: int = field(default=8, metadata=_h("requests in flight at once"))
     rpm: float | None = field(default=None, metadata=_h("client-side requests-per-minute limit"))
     tpm: float | None = field(default=None, metadata=_h("client-side tokens-per-minute limit"))
@@ -34,14 +38,26 @@ class BuildConfig:
     max_wait: float = field(default=120.0, metadata=_h("total seconds of backoff per request"))
     batch: bool = field(default=False, metadata=_h("use the OpenAI Batch API (half price, asynchronous)"))
     batch_poll: float = field(default=30.0, metadata=_h("seconds between Batch API status polls"))
-    max_cost: float | None = field(default=None, metadata=_h("stop cleanly before spending more than this (USD)"))
+    max_cost: float | None = field(
+        default=None, metadata=_h("stop cleanly before spending more than this (USD)")
+    )
     prices: str | None = field(default=None, metadata=_h("YAML price table (USD per 1M tokens per model)"))
-    dry_run: bool = field(default=False, metadata=_h("print planned calls, estimated tokens and cost; call nothing"))
+    dry_run: bool = field(
+        default=False, metadata=_h("print planned calls, estimated tokens and cost; call nothing")
+    )
     seed: int = field(default=0, metadata=_h("seed for quotas, sampling, the offline backend and the split"))
-    quotas: str | None = field(default=None, metadata=_h("YAML of per-cell weights (see recipes/quotas.example.yaml)"))
-    test_size: float = field(default=0.1, metadata=_h("share of rows in the test split (stratified by modalities)"))
-    dedup_threshold: float = field(default=0.7, metadata=_h("ROUGE-L at or above which two instructions are duplicates"))
-    push: bool = field(default=False, metadata=_h("publish to the Hub at the end (needs --repo-id and a token)"))
+    quotas: str | None = field(
+        default=None, metadata=_h("YAML of per-cell weights (see recipes/quotas.example.yaml)")
+    )
+    test_size: float = field(
+        default=0.1, metadata=_h("share of rows in the test split (stratified by modalities)")
+    )
+    dedup_threshold: float = field(
+        default=0.7, metadata=_h("ROUGE-L at or above which two instructions are duplicates")
+    )
+    push: bool = field(
+        default=False, metadata=_h("publish to the Hub at the end (needs --repo-id and a token)")
+    )
     repo_id: str | None = field(default=None, metadata=_h("Hub dataset repo, e.g. USER/task-decomposition"))
     private: bool = field(default=False, metadata=_h("create the Hub repo private"))
     revision: str | None = field(default=None, metadata=_h("Hub branch to push to"))

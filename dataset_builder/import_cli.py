@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from taskdecomp.dataset_builder.importer import ImportConfig, import_dataset
-
 from taskdecomp.cli import entrypoint
 from taskdecomp.config import parse_config
+from taskdecomp.dataset_builder.importer import ImportConfig, import_dataset
 from taskdecomp.reporter import Reporter
 
 __all__ = ["main"]

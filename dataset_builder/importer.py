@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from taskdecomp.config import to_dict
 from taskdecomp.dataset_builder.dedup import Deduplicator
 from taskdecomp.dataset_builder.output import (
     atomic_write_json,
@@ -35,8 +36,6 @@ from taskdecomp.dataset_builder.output import (
 )
 from taskdecomp.dataset_builder.taxonomy import CELLS, COMBINATIONS, MAX_STEPS, MIN_STEPS
 from taskdecomp.dataset_builder.validate import reason_code, validate_row
-
-from taskdecomp.config import to_dict
 from taskdecomp.errors import ConfigError, InputError
 from taskdecomp.reporter import Reporter
 from taskdecomp.schema import MODALITIES, OPERATIONS, STRUCTURES, classify_structure, make_row, parse_output

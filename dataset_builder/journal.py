@@ -24,6 +24,7 @@ from typing import Any
 from taskdecomp.errors import ConfigError, InputError
 
 from .backend import GenerationResult, Usage
+from .output import atomic_write_json
 
 __all__ = ["Journal", "JournalState"]
 
@@ -54,10 +55,14 @@ class Journal:
         try:
             meta = json.loads(self.meta_path.read_text())
         except (OSError, json.JSONDecodeError):
-            raise InputError(f"{self.meta_path} is unreadable; delete {self.dir} to start this build over") from None
+            raise InputError(
+                f"{self.meta_path} is unreadable; delete {self.dir} to start this build over"
+            ) from None
         theirs = meta.get("fingerprint", {})
         if theirs != self.fingerprint:
-            diff = sorted(k for k in set(theirs) | set(self.fingerprint) if theirs.get(k) != self.fingerprint.get(k))
+            diff = sorted(
+                k for k in set(theirs) | set(self.fingerprint) if theirs.get(k) != self.fingerprint.get(k)
+            )
             shown = ", ".join(f"{k}={theirs.get(k)!r} (now {self.fingerprint.get(k)!r})" for k in diff[:3])
             raise ConfigError(
                 f"{self.dir.parent} holds a different build ({shown}); use another --out, "
@@ -104,10 +109,9 @@ class Journal:
     def open(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         if not self.meta_path.exists():
-            tmp = self.meta_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"version": VERSION, "fingerprint": self.fingerprint}, indent=2))
-            os.replace(tmp, self.meta_path)
-        self._fh = open(self.path, "a", encoding="utf-8")
+            atomic_write_json(self.meta_path, {"version": VERSION, "fingerprint": self.fingerprint})
+        # held open for the whole build (closed in `close`), so not a `with` block
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
 
     # -- appending -------------------------------------------------------------------------
     def _append(self, rec: dict[str, Any], *, force_sync: bool = False) -> None:
@@ -131,7 +135,10 @@ class Journal:
                 "cell": cell_key,
                 "k": k,
                 "candidates": result.candidates,
-                "usage": {"prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens},
+                "usage": {
+                    "prompt_tokens": result.usage.prompt_tokens,
+                    "completion_tokens": result.usage.completion_tokens,
+                },
                 "cost": round(result.cost_usd, 8),
                 "attempts": result.attempts,
             }

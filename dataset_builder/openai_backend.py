@@ -49,8 +49,9 @@ PROMPT_VERSION = "gen-v1"
 #: estimated completion tokens per row (a 4-6 step row in JSON is ~250-350 tokens).
 TOKENS_PER_ROW = 320
 TEMPERATURE = 1.0
-#: TPM reservation = prompt estimate + this × completion estimate (reconciled after the reply)
-RESERVE_FACTOR = 1.25
+#: TPM reservation = the estimate, calibrated on the usage seen so far, times this margin
+#: (reconciled with the billed usage after the reply)
+RESERVE_FACTOR = 1.1
 _CANDIDATE_FIELDS = ("instruction", "input", "structure", "subtasks")
 _STRICT_KEYS = {"type", "enum", "properties", "required", "items", "additionalProperties", "description"}
 
@@ -257,13 +258,14 @@ class OpenAIBackend:
                 "(pass --prices FILE with its USD per 1M input/output tokens)"
             )
         self.json_mode = False
+        self._prompt_ratio, self._per_row = 1.0, float(TOKENS_PER_ROW)  # calibrated as replies come
         self.stats: Counter[str] = Counter()
 
     # one attempt = one HTTP request (two when the json_schema fallback kicks in)
     async def _attempt(
-        self, request: GenerationRequest, est: int, tally: list[Usage]
+        self, request: GenerationRequest, prompt_est: int, tally: list[Usage]
     ) -> list[dict[str, Any]]:
-        async with self.limiter.slot(est) as slot:
+        async with self.limiter.slot(self.reservation(request, prompt_est)) as slot:
             for _ in range(2):
                 self.stats["requests"] += 1
                 try:
@@ -281,20 +283,34 @@ class OpenAIBackend:
                 except openai.APIStatusError as exc:
                     if exc.status_code == 429:
                         self.stats["http_429"] += 1
-                        if (wait := retry_after(exc)) is not None:
-                            self.limiter.pause(wait)
+                        # the reservation is kept: refunding it would let the next request
+                        # straight into a full window (a 429 storm)
+                        self.limiter.rate_limited(retry_after(exc))
                     raise
             content = resp.choices[0].message.content if resp.choices else None
             if resp.usage is not None:
                 usage = Usage(resp.usage.prompt_tokens or 0, resp.usage.completion_tokens or 0)
             else:  # some servers omit usage: estimate it so cost accounting stays conservative
-                prompt_est = est - int(request.n_rows * TOKENS_PER_ROW * RESERVE_FACTOR)
                 usage = Usage(prompt_est, len(content or "") // 4)
             slot.used(usage.total_tokens)
+            self.limiter.succeeded()
+            self._calibrate(request, prompt_est, usage)
         tally[0] = tally[0] + usage
         if resp.choices and resp.choices[0].message.refusal:
             raise InvalidReply("the model refused")
         return parse_candidates(content)
+
+    def _calibrate(self, request: GenerationRequest, prompt_est: int, usage: Usage) -> None:
+        """Track billed/estimated prompt tokens and completion tokens per row (moving averages),
+        so TPM reservations match what this server and model really bill."""
+        if usage.prompt_tokens and prompt_est:
+            self._prompt_ratio += 0.2 * (usage.prompt_tokens / prompt_est - self._prompt_ratio)
+        if usage.completion_tokens and request.n_rows:
+            self._per_row += 0.2 * (usage.completion_tokens / request.n_rows - self._per_row)
+
+    def reservation(self, request: GenerationRequest, prompt_est: int) -> int:
+        """Tokens to reserve against --tpm for one attempt of `request`."""
+        return int((prompt_est * self._prompt_ratio + request.n_rows * self._per_row) * RESERVE_FACTOR)
 
     def _count_retry(self, rs: Any) -> None:
         self.stats["retries"] += 1
@@ -302,7 +318,7 @@ class OpenAIBackend:
             self.stats["invalid_reply"] += 1
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        prompt_est, completion_est = estimate_request_tokens(request, request.n_rows)
+        prompt_est = estimate_request_tokens(request, 0)[0]
         tally = [Usage()]
         attempts = 0
         policy = retrying(
@@ -316,9 +332,7 @@ class OpenAIBackend:
             async for attempt in policy:
                 with attempt:
                     attempts += 1
-                    # reserve a little more than expected: the refund comes back after the reply
-                    reserve = prompt_est + int(completion_est * RESERVE_FACTOR)
-                    candidates = await self._attempt(request, reserve, tally)
+                    candidates = await self._attempt(request, prompt_est, tally)
         except (openai.OpenAIError, InvalidReply) as exc:
             err = self._error(exc, attempts)
             err.usage, err.cost_usd = tally[0], cost(tally[0], self.price)  # type: ignore[attr-defined]

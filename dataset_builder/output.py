@@ -7,21 +7,23 @@ that are not part of this one are removed after the new ones are in place.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import datasets
-from taskdecomp.loader_script.features import FEATURES, SPLITS, shard_name
 
+from taskdecomp.loader_script.features import FEATURES, SPLITS, shard_name
 from taskdecomp.schema import STRUCTURES
 
 __all__ = [
+    "atomic_path",
     "atomic_write_text",
     "atomic_write_json",
     "split_rows",
@@ -35,18 +37,27 @@ __all__ = [
 MAX_SHARD_ROWS = 100_000
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+@contextlib.contextmanager
+def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temp path beside `path`; on success rename it into place, else remove it.
+    Readers never see a half-written file, and a crash leaves only a hidden `.tmp`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are meant to be shared and published
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -77,6 +88,7 @@ def split_rows(rows: list[dict[str, Any]], test_size: float, seed: int) -> dict[
 
 def write_splits(splits: dict[str, list[dict[str, Any]]], out: Path) -> dict[str, list[str]]:
     """Write `out/data/{split}-0000i-of-0000n.parquet`; returns the shard paths per split."""
+    datasets.disable_progress_bars()  # progress goes through our Reporter, not datasets' bars
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     written: dict[str, list[str]] = {}
@@ -89,14 +101,8 @@ def write_splits(splits: dict[str, list[dict[str, Any]]], out: Path) -> dict[str
         for i in range(total):
             chunk = rows[i * MAX_SHARD_ROWS : (i + 1) * MAX_SHARD_ROWS]
             rel = shard_name(split, i, total)
-            fd, tmp = tempfile.mkstemp(dir=data, prefix=".shard.", suffix=".parquet.tmp")
-            os.close(fd)
-            try:
-                datasets.Dataset.from_list(chunk, features=FEATURES).to_parquet(tmp)
-                os.replace(tmp, out / rel)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_path(out / rel, suffix=".parquet.tmp") as tmp:
+                datasets.Dataset.from_list(chunk, features=FEATURES).to_parquet(str(tmp))
             written[split].append(rel)
     keep = {p for paths in written.values() for p in paths}
     for stale in data.glob("*.parquet"):

@@ -1,6 +1,6 @@
 """Split `--n` rows across the 45 taxonomy cells: seeded, weighted, house-monotone quotas.
 
-Weights (from `--weights FILE` or a recipe) map keys to relative weights. A key is one of
+Weights (from `build-dataset --quotas FILE`) map keys to relative weights. A key is one of
 
 * a cell, ``"audio+text/chain"`` (modality order does not matter: ``"text+audio/chain"``),
 * a combination, ``"audio+text"`` (all three structures of it; ``"audio"`` is a combination too),

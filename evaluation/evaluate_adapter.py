@@ -20,6 +20,7 @@ __all__ = [
     "METRIC_ORDER",
     "load_eval_rows",
     "check_base",
+    "load_model",
     "evaluate_adapter",
     "results_table",
 ]
@@ -44,11 +45,14 @@ LOWER_IS_BETTER = {"step_count_mae"}
 @dataclass
 class EvalConfig:
     adapter: str = field(metadata={"help": "train-adapter output folder or Hub repo id"})
-    dataset: str = field(metadata={"help": "built dataset folder, a .jsonl/.json/.parquet file, or a Hub dataset id"})
+    dataset: str = field(
+        metadata={"help": "built dataset folder, a .jsonl/.json/.parquet file, or a Hub dataset id"}
+    )
     split: str = field(default="test", metadata={"help": "split to evaluate on"})
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N rows"})
     output: Path | None = field(
-        default=None, metadata={"help": "results JSON (default: ADAPTER/eval_results.json, or ./eval_results.json)"}
+        default=None,
+        metadata={"help": "results JSON (default: ADAPTER/eval_results.json, or ./eval_results.json)"},
     )
     base: str | None = field(
         default=None, metadata={"help": "expected base model; refuse an adapter trained on another one"}
@@ -58,7 +62,9 @@ class EvalConfig:
     quantize_4bit: bool | None = field(
         default=None, metadata={"help": "load the base in 4-bit (default: as the adapter was trained)"}
     )
-    update_card: bool = field(default=False, metadata={"help": "write the results into the adapter's model card"})
+    update_card: bool = field(
+        default=False, metadata={"help": "write the results into the adapter's model card"}
+    )
     push: bool = field(default=False, metadata={"help": "commit the card and results JSON to the Hub"})
     repo_id: str | None = field(
         default=None, metadata={"help": "Hub repo for --push (default: --adapter when it is a repo id)"}
@@ -67,7 +73,9 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"--limit must be at least 1, got {self.limit}; leave it out to use the whole split")
+            raise ConfigError(
+                f"--limit must be at least 1, got {self.limit}; leave it out to use the whole split"
+            )
         if self.max_new_tokens < 1:
             raise ConfigError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
         if self.batch_size < 1:
@@ -145,6 +153,16 @@ def check_base(model: Any, expected: str | None, adapter: str) -> str:
     return trained_on
 
 
+def _check_adapter_exists(adapter: str) -> None:
+    p = Path(adapter)
+    if _looks_like_repo(adapter):
+        return  # a Hub id: load_adapter says whether it exists
+    if not p.is_dir():
+        raise InputError(f"adapter {adapter} not found; pass a train-adapter output folder or a Hub repo id")
+    if not (p / "adapter_config.json").is_file():
+        raise InputError(f"{adapter} has no adapter_config.json; pass the output folder of train-adapter")
+
+
 def _precheck_local_base(adapter: str, expected: str | None) -> None:
     """Refuse a mismatched local adapter before spending time loading its base model."""
     from taskdecomp.trainer.models import hub_id_for
@@ -160,7 +178,9 @@ def _precheck_local_base(adapter: str, expected: str | None) -> None:
         )
 
 
-def load_model(adapter: str, *, base: str | None = None, quantize_4bit: bool | None = None) -> tuple[Any, Any]:
+def load_model(
+    adapter: str, *, base: str | None = None, quantize_4bit: bool | None = None
+) -> tuple[Any, Any]:
     from taskdecomp.trainer.models import load_adapter
 
     _precheck_local_base(adapter, base)
@@ -198,6 +218,7 @@ def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[
     from taskdecomp.dataset_builder.output import atomic_write_json, atomic_write_text
     from taskdecomp.evaluation import load_metric
     from taskdecomp.evaluation.generate import generate_batched
+
     from taskdecomp.promptfmt import render_prompt
 
     reporter = reporter or Reporter.silent()
@@ -206,6 +227,7 @@ def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[
         from taskdecomp.hub import resolve_token
 
         token = resolve_token()
+    _check_adapter_exists(cfg.adapter)
     rows = load_eval_rows(cfg.dataset, cfg.split, cfg.limit)
     reporter.info(f"evaluating on {len(rows)} rows of {cfg.dataset} [{cfg.split}]")
     model, tokenizer = load_model(cfg.adapter, base=cfg.base, quantize_4bit=cfg.quantize_4bit)

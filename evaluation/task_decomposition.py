@@ -72,7 +72,10 @@ def _rouge_l(scorer: rouge_scorer.RougeScorer, a: str, b: str) -> float:
 
 
 def match_steps(
-    predicted: list[str], reference: list[str], threshold: float, scorer: rouge_scorer.RougeScorer | None = None
+    predicted: list[str],
+    reference: list[str],
+    threshold: float,
+    scorer: rouge_scorer.RougeScorer | None = None,
 ) -> list[tuple[int, int, float]]:
     """Greedy one-to-one matching by descending ROUGE-L F; returns (pred index, ref index, score)."""
     scorer = scorer or rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)

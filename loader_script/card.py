@@ -20,11 +20,11 @@ import datasets
 import pyarrow.parquet as pq
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
+
 from taskdecomp.dataset_builder.output import atomic_write_text, coverage, coverage_table, read_rows
+from taskdecomp.errors import InputError, redact
 from taskdecomp.loader_script.chart import render_coverage_chart
 from taskdecomp.loader_script.features import ALPACA_COLUMNS, FEATURES, SPLITS, configs_yaml
-
-from taskdecomp.errors import InputError, redact
 from taskdecomp.schema import MODALITIES, STRUCTURES
 
 __all__ = ["write_dataset_card", "render_dataset_card", "require_built", "shard_files", "PLACEHOLDER_REPO_ID"]

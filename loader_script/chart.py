@@ -7,8 +7,6 @@ count in every cell, so empty or thin cells stand out. Rendered with matplotlib'
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +15,7 @@ matplotlib.use("Agg")  # headless: CI, servers, no DISPLAY
 
 import matplotlib.pyplot as plt  # noqa: E402
 
+from taskdecomp.dataset_builder.output import atomic_path  # noqa: E402
 from taskdecomp.schema import STRUCTURES  # noqa: E402
 
 __all__ = ["render_coverage_chart"]
@@ -42,15 +41,8 @@ def render_coverage_chart(cov: dict[str, dict[str, int]], path: Path, *, title: 
         fig.colorbar(im, ax=ax, shrink=0.8, label="rows")
         ax.set_title(title or f"Coverage: {sum(map(sum, grid))} rows", fontsize=10, pad=24)
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", bbox_inches="tight")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     finally:
         plt.close(fig)
     return path

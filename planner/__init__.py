@@ -4,7 +4,15 @@ per-modality handlers (`Plan.run`)."""
 from __future__ import annotations
 
 from taskdecomp.planner.decomposer import DEFAULT_BASE, Decomposer, decompose
-from taskdecomp.planner.dispatch import ENTRY_POINT_GROUP, Handler, HandlerRegistry, RunResult, StepResult, arun, run
+from taskdecomp.planner.dispatch import (
+    ENTRY_POINT_GROUP,
+    Handler,
+    HandlerRegistry,
+    RunResult,
+    StepResult,
+    arun,
+    run,
+)
 from taskdecomp.planner.plan import DecompositionError, Plan, Step
 
 __all__ = [

@@ -28,14 +28,20 @@ __all__ = ["DecomposeConfig", "main", "format_schedule"]
 @dataclass
 class DecomposeConfig:
     task: str | None = field(default=None, metadata={"help": "the task to decompose"})
-    file: str | None = field(default=None, metadata={"help": "file with one task per line ('-' = stdin); JSON Lines out"})
+    file: str | None = field(
+        default=None, metadata={"help": "file with one task per line ('-' = stdin); JSON Lines out"}
+    )
     input: str = field(default="", metadata={"help": "optional context for the task"})
     adapter: str | None = field(default=None, metadata={"help": "train-adapter output folder or Hub repo id"})
-    base: str | None = field(default=None, metadata={"help": "base model (default: the adapter's, or smollm2-135m-gguf)"})
+    base: str | None = field(
+        default=None, metadata={"help": "base model (default: the adapter's, or smollm2-135m-gguf)"}
+    )
     json: bool = field(default=False, metadata={"help": "print the plan as a dataset row (JSON)"})
     run: bool = field(default=False, metadata={"help": "execute the plan with the registered handlers"})
     dry_run: bool = field(default=False, metadata={"help": "with --run: record the schedule, call nothing"})
-    text_model: str | None = field(default=None, metadata={"help": "model for the OpenAI-compatible text handler"})
+    text_model: str | None = field(
+        default=None, metadata={"help": "model for the OpenAI-compatible text handler"}
+    )
     max_new_tokens: int = field(default=256, metadata={"help": "generation bound per answer"})
     batch_size: int = field(default=8, metadata={"help": "tasks per generation batch"})
     retries: int = field(default=2, metadata={"help": "re-asks after an invalid answer"})
@@ -155,5 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if run_result is not None:
                 print(format_schedule(plan, run_result), flush=True)
     if failed and cfg.file is not None:
-        reporter.warn(f"{failed} of {len(tasks)} task(s) had no valid plan or a failed step (see their lines)")
+        reporter.warn(
+            f"{failed} of {len(tasks)} task(s) had no valid plan or a failed step (see their lines)"
+        )
     return 1 if failed else 0

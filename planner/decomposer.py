@@ -11,7 +11,9 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Sequence
+
 from taskdecomp.planner.plan import DecompositionError, Plan, check_task, plan_from_text
+
 from taskdecomp.reporter import Reporter
 
 __all__ = ["Decomposer", "decompose", "DEFAULT_BASE", "Generator"]
@@ -93,6 +95,7 @@ class Decomposer:
     ) -> list[Plan | DecompositionError]:
         """One result per task, in order: a valid `Plan` or the `DecompositionError`."""
         from taskdecomp.prompts import render
+
         from taskdecomp.promptfmt import build_messages
 
         texts = [check_task(t) for t in tasks]
@@ -152,4 +155,3 @@ def decompose(
     check_task(task)  # bad input fails before a model is loaded
     d = decomposer or _cached(adapter, base, max_new_tokens, retries)
     return d.decompose(task, input)
-

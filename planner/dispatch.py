@@ -23,8 +23,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from taskdecomp.errors import ConfigError, InputError, redact
 from taskdecomp.planner.plan import Plan, Step
+
+from taskdecomp.errors import ConfigError, InputError, redact
 from taskdecomp.schema import MODALITIES
 
 __all__ = [
@@ -51,14 +52,19 @@ class HandlerRegistry:
 
     def __init__(self, handlers: Mapping[str, Handler] | None = None) -> None:
         self._handlers: dict[str, Handler] = {}
+        self.log: list[tuple[str, int, float]] | None = None  # the dry run's schedule, see dry_run()
         for modality, handler in (handlers or {}).items():
             self.register(modality, handler)
 
     def register(self, modality: str, handler: Handler) -> HandlerRegistry:
         if modality not in MODALITIES:
-            raise ConfigError(f"cannot register a handler for '{modality}': modalities are {', '.join(MODALITIES)}")
+            raise ConfigError(
+                f"cannot register a handler for '{modality}': modalities are {', '.join(MODALITIES)}"
+            )
         if not callable(handler):
-            raise ConfigError(f"the handler for '{modality}' is not callable (need async __call__(step, inputs))")
+            raise ConfigError(
+                f"the handler for '{modality}' is not callable (need async __call__(step, inputs))"
+            )
         self._handlers[modality] = handler
         return self
 
@@ -73,7 +79,9 @@ class HandlerRegistry:
         return sorted(self._handlers)
 
     @classmethod
-    def from_entry_points(cls, group: str = ENTRY_POINT_GROUP, *, warn: Callable[[str], None] | None = None) -> HandlerRegistry:
+    def from_entry_points(
+        cls, group: str = ENTRY_POINT_GROUP, *, warn: Callable[[str], None] | None = None
+    ) -> HandlerRegistry:
         """Handlers that installed packages declare in `group` (entry-point name = modality).
         A plug-in that fails to load is left out (with a warning), not fatal."""
         from importlib.metadata import entry_points
@@ -84,7 +92,9 @@ class HandlerRegistry:
                 registry.register(ep.name, _instantiate(ep.load()))
             except Exception as exc:  # a broken third-party plug-in must not break the others
                 if warn:
-                    warn(f"handler plug-in {ep.name} = {ep.value} not loaded: {exc.__class__.__name__}: {exc}")
+                    warn(
+                        f"handler plug-in {ep.name} = {ep.value} not loaded: {exc.__class__.__name__}: {exc}"
+                    )
         return registry
 
     @classmethod
@@ -94,17 +104,17 @@ class HandlerRegistry:
 
         log: list[tuple[str, int, float]] = []
         registry = cls({m: DryRunHandler(log=log, delay=delay) for m in MODALITIES})
-        registry.log = log  # type: ignore[attr-defined]
+        registry.log = log
         return registry
 
 
 def _instantiate(obj: Any) -> Handler:
     if inspect.isclass(obj):
-        return obj()
-    if inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(getattr(obj, "__call__", None)):
-        return obj
+        return obj()  # a handler class
+    if inspect.iscoroutinefunction(obj) or (callable(obj) and not inspect.isroutine(obj)):
+        return obj  # an async function, or an instance with async __call__
     if callable(obj):
-        return obj()  # a factory
+        return obj()  # a factory function
     raise TypeError(f"{obj!r} is not a handler, class or factory")
 
 
@@ -119,8 +129,18 @@ class StepResult:
     finished: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = self.output if isinstance(self.output, str | int | float | bool | type(None) | list | dict) else repr(self.output)
-        return {"step": self.step, "modality": self.modality, "status": self.status, "output": out, "error": self.error}
+        out = (
+            self.output
+            if isinstance(self.output, str | int | float | bool | type(None) | list | dict)
+            else repr(self.output)
+        )
+        return {
+            "step": self.step,
+            "modality": self.modality,
+            "status": self.status,
+            "output": out,
+            "error": self.error,
+        }
 
 
 @dataclass
@@ -193,7 +213,9 @@ async def arun(
                     res = StepResult(step.step, step.modality, "ok", output, None, started, time.monotonic())
                 except Exception as exc:  # a failing handler fails its step, not the run
                     error = redact(f"{exc.__class__.__name__}: {exc}")
-                    res = StepResult(step.step, step.modality, "failed", None, error, started, time.monotonic())
+                    res = StepResult(
+                        step.step, step.modality, "failed", None, error, started, time.monotonic()
+                    )
         results[step.step] = res
         return res
 

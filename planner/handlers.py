@@ -9,8 +9,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from taskdecomp.errors import AuthError, BackendError, ConfigError
 from taskdecomp.planner.plan import Step
+
+from taskdecomp.errors import AuthError, BackendError, ConfigError
 
 __all__ = ["DryRunHandler", "OpenAITextHandler", "DEFAULT_TEXT_MODEL"]
 
@@ -105,7 +106,9 @@ class OpenAITextHandler:
                 temperature=self.temperature,
             )
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise AuthError(f"text endpoint refused the key ({exc.status_code}); check OPENAI_API_KEY") from None
+            raise AuthError(
+                f"text endpoint refused the key ({exc.status_code}); check OPENAI_API_KEY"
+            ) from None
         except openai.APIStatusError as exc:
             raise BackendError(f"text endpoint answered {exc.status_code}") from None
         except openai.APIError as exc:  # connection errors, timeouts after the client's retries

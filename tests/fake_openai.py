@@ -27,13 +27,14 @@ arrival time (monotonic) of every chat request.
 
 Use: `with FakeOpenAI(...) as fake: client(base_url=fake.base_url)`, or as a process:
 `python tests/fake_openai.py --port 0` prints `FAKE_OPENAI_READY <base_url>` and serves until
-SIGTERM/SIGINT.
+SIGTERM/SIGINT (`FakeOpenAIProcess` wraps that; `GET /_stats` returns the counters).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import collections
 import email.parser
 import email.policy
@@ -43,13 +44,17 @@ import json
 import random
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
-__all__ = ["FakeOpenAI", "fake_candidates"]
+__all__ = ["FakeOpenAI", "FakeOpenAIProcess", "fake_candidates"]
 
 _CELL = re.compile(r"cell:\s*`?([a-z+]+/(?:chain|parallel|dag))`?", re.IGNORECASE)
 _ROWS = re.compile(r"exactly\s+(\d+)\s+rows?", re.IGNORECASE)
@@ -204,19 +209,20 @@ def _offline_candidates(cell_key: str, n: int, seed: int) -> list[dict[str, Any]
 
 # --- the server ---------------------------------------------------------------------------
 class _Window:
-    """Sliding window: at most `capacity` units in the last `window` seconds."""
+    """Sliding window: at most `capacity` units in the last `window` seconds (by arrival time;
+    events are kept sorted because threads admit in a different order than they arrived)."""
 
     def __init__(self, per_minute: float, window: float) -> None:
         self.capacity, self.window = per_minute * window / 60.0, window
-        self.events: collections.deque[tuple[float, float]] = collections.deque()
+        self.events: list[tuple[float, float]] = []
         self.total = 0.0
 
     def admit(self, now: float, amount: float) -> float:
         """0 when admitted (and recorded), else seconds until there could be room."""
         while self.events and self.events[0][0] <= now - self.window:
-            self.total -= self.events.popleft()[1]
+            self.total -= self.events.pop(0)[1]
         if self.total + amount <= self.capacity + 1e-9 or not self.events:
-            self.events.append((now, amount))
+            bisect.insort(self.events, (now, amount))
             self.total += amount
             return 0.0
         freed, need = 0.0, self.total + amount - self.capacity
@@ -566,6 +572,10 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             path = self.path.split("?")[0]
+            if path == "/_stats":  # not OpenAI: lets a test read a server process's counters
+                with fake._lock:
+                    snapshot = dict(fake.stats)
+                return self._send(200, snapshot)
             if m := re.fullmatch(r"/v1/files/([^/]+)/content", path):
                 rec = fake.files.get(m.group(1))
                 return (
@@ -601,6 +611,49 @@ def _multipart(content_type: str, body: bytes) -> dict[str, tuple[bytes, str | N
     return fields
 
 
+class FakeOpenAIProcess:
+    """The server in a child process (no GIL shared with the client, survives a client's
+    kill -9): `with FakeOpenAIProcess(latency=0.2, rpm=300) as fake: fake.base_url, fake.stats()`.
+    Keyword arguments are the script's flags (`failure_kinds` a tuple)."""
+
+    def __init__(self, **flags: Any) -> None:
+        self.argv = [sys.executable, str(Path(__file__).resolve()), "--port", "0"]
+        for key, value in flags.items():
+            if value is None or value is False:
+                continue
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                self.argv.append(flag)
+            else:
+                self.argv += [flag, ",".join(value) if isinstance(value, (tuple, list)) else str(value)]
+        self.proc: subprocess.Popen[str] | None = None
+        self.base_url = ""
+
+    def __enter__(self) -> FakeOpenAIProcess:
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # bounded: the child prints it right after binding
+        if not line.startswith("FAKE_OPENAI_READY "):
+            self.proc.kill()
+            raise RuntimeError(f"fake server did not start: {line!r}")
+        self.base_url = line.split()[1]
+        return self
+
+    def stats(self) -> collections.Counter[str]:
+        url = self.base_url.removesuffix("/v1") + "/_stats"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return collections.Counter(json.loads(resp.read()))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=0)
@@ -611,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--api-key")
     ap.add_argument("--no-json-schema", action="store_true")
     ap.add_argument("--failure-rate", type=float, default=0.0)
+    ap.add_argument("--failure-kinds", default="500,invalid_json", help="comma-separated shorthands")
     ap.add_argument("--batch-delay", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -623,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
         api_key=args.api_key,
         json_schema=not args.no_json_schema,
         failure_rate=args.failure_rate,
+        failure_kinds=tuple(args.failure_kinds.split(",")),
         batch_delay=args.batch_delay,
         seed=args.seed,
     )

@@ -3,6 +3,7 @@ kill -9 and resume, 401, unreachable endpoint, --dry-run, --max-cost and --batch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,10 +13,11 @@ import time
 from pathlib import Path
 
 import datasets
-from conftest import free_port
-from fake_openai import FakeOpenAI
 
 from taskdecomp.dataset_builder.cli import main
+
+from conftest import free_port
+from fake_openai import FakeOpenAI
 
 BUILD = [sys.executable, "-m", "taskdecomp.dataset_builder.cli"]
 KEY = "sk-test-secret-key-0123456789"
@@ -33,10 +35,8 @@ def _journal_lines(out: Path) -> list[dict]:
         return []
     lines = []
     for line in path.read_text().splitlines():
-        try:
+        with contextlib.suppress(json.JSONDecodeError):  # a torn last line
             lines.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass  # a torn last line
     return lines
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import evaluate
 import pytest
-
 from taskdecomp.evaluation import METRIC_PATH, load_metric
 from taskdecomp.evaluation.task_decomposition import match_steps, strip_tags
 
@@ -86,7 +85,9 @@ def test_unparseable_prediction(metric):
 
 def test_plan_validity_catches_a_single_step_and_forward_dependencies(metric):
     assert score(metric, "1. Write a short script about urban beekeeping.")["plan_validity"] == 0.0
-    forward = "1. Write a script about bees. [text generation; after 2]\n2. Draw a bee poster. [image generation]"
+    forward = (
+        "1. Write a script about bees. [text generation; after 2]\n2. Draw a bee poster. [image generation]"
+    )
     s = score(metric, forward)
     assert s["format_validity"] == 1.0 and s["plan_validity"] == 0.0
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from taskdecomp.dataset_builder.sampler import cell_weights, load_weights, plan_quotas
 from taskdecomp.dataset_builder.taxonomy import CELLS, COMBINATION_KEYS, COMBINATIONS, Cell
+
 from taskdecomp.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +38,9 @@ def test_quotas_are_deterministic_and_seed_moves_the_remainders():
     assert len(set(winners.values())) > 1
 
 
-@pytest.mark.parametrize("weights", [None, {"dag": 2, "audio+video": 3}, {"*": 0.3, "text/chain": 7.5, "image": 0}])
+@pytest.mark.parametrize(
+    "weights", [None, {"dag": 2, "audio+video": 3}, {"*": 0.3, "text/chain": 7.5, "image": 0}]
+)
 def test_quotas_are_house_monotone(weights):
     prev = plan_quotas(0, weights, seed=5)
     for n in range(1, 400):

@@ -238,8 +238,9 @@ def load_base_model(
     model.config.pad_token_id = tokenizer.pad_token_id
     if model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    # Keep the portable name (not the cache path) for PEFT's adapter_config.json.
-    model.name_or_path = hub_id_for(base)
+    # PEFT looks at `name_or_path` when saving (config lookups): keep the local conversion for
+    # aliases so nothing is fetched; train() writes the portable id into adapter_config.json.
+    model.name_or_path = path
     return model, tokenizer
 
 
@@ -260,7 +261,9 @@ def _adapter_dir(adapter: str) -> Path:
     try:
         return Path(snapshot_download(adapter, repo_type="model"))
     except RepositoryNotFoundError:
-        raise InputError(f"adapter repo {adapter} not found on the Hub (check the id and your token)") from None
+        raise InputError(
+            f"adapter repo {adapter} not found on the Hub (check the id and your token)"
+        ) from None
     except (HfHubHTTPError, OSError) as exc:
         raise InputError(f"cannot download adapter {adapter}: {str(exc).splitlines()[0]}") from None
 
@@ -290,7 +293,9 @@ def load_adapter(adapter: str, *, quantize_4bit: bool | None = None) -> tuple[An
         base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
         base = next((alias for alias, spec in ALIASES.items() if spec[2] == base), base)
     if not base:
-        raise InputError(f"{adapter}: cannot tell the base model (no train_config.yaml, no base_model_name_or_path)")
+        raise InputError(
+            f"{adapter}: cannot tell the base model (no train_config.yaml, no base_model_name_or_path)"
+        )
     q4 = bool(saved.get("quantize_4bit", False)) if quantize_4bit is None else quantize_4bit
     model, tokenizer = load_base_model(base, quantize_4bit=q4, dtype=str(saved.get("dtype", "auto")))
     if (folder / "tokenizer_config.json").is_file():

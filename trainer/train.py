@@ -80,20 +80,27 @@ def check_run(cfg: TrainConfig) -> str | None:
     if cfg.overwrite:
         if not saved_path.is_file():
             raise ConfigError(f"{out} is not a train-adapter output folder; --overwrite only replaces those")
-        shutil.rmtree(out)
-        return None
+        return None  # removed by train() once the dataset has loaded
     if not saved_path.is_file():
-        raise ConfigError(f"output dir {out} is not empty and holds no train-adapter run; pass another --output-dir")
+        raise ConfigError(
+            f"output dir {out} is not empty and holds no train-adapter run; pass another --output-dir"
+        )
     saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
     if fingerprint(saved) != fingerprint(to_dict(cfg)):
         mine = to_dict(cfg)
-        diff = sorted(k for k in set(mine) | set(saved) if k not in ("resume", "overwrite") and saved.get(k) != mine.get(k))
+        diff = sorted(
+            k
+            for k in set(mine) | set(saved)
+            if k not in ("resume", "overwrite") and saved.get(k) != mine.get(k)
+        )
         raise ConfigError(
             f"output dir {out} holds a different run (differs in: {', '.join(diff[:5])}); "
             "pass --overwrite to replace it or another --output-dir"
         )
     if not cfg.resume:
-        raise ConfigError(f"output dir {out} already holds this run; pass --resume to continue it or --overwrite")
+        raise ConfigError(
+            f"output dir {out} already holds this run; pass --resume to continue it or --overwrite"
+        )
     from transformers.trainer_utils import get_last_checkpoint
 
     return get_last_checkpoint(str(out))
@@ -235,7 +242,11 @@ def _truncate_log(path: Path, step: int) -> None:
     """On resume, drop log lines written after the checkpoint we restart from (no duplicates)."""
     if not path.is_file():
         return
-    keep = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    keep = [
+        ln
+        for ln in path.read_text(encoding="utf-8").splitlines()
+        if ln.strip() and json.loads(ln)["step"] <= step
+    ]
     from taskdecomp.dataset_builder.output import atomic_write_text
 
     atomic_write_text(path, "".join(ln + "\n" for ln in keep))
@@ -252,6 +263,18 @@ def _save_config(cfg: TrainConfig, out: Path) -> None:
     atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(values, sort_keys=False))
 
 
+def _portable_adapter_config(out: Path, base: str) -> None:
+    """adapter_config.json names the Hub model (not the local GGUF conversion cache)."""
+    from taskdecomp.dataset_builder.output import atomic_write_json
+
+    from .models import hub_id_for
+
+    path = out / "adapter_config.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["base_model_name_or_path"] = hub_id_for(base)
+    atomic_write_json(path, data)
+
+
 def train(cfg: TrainConfig, reporter: Reporter | None = None) -> Path:
     """Train an adapter per `cfg`; returns the output folder."""
     from accelerate import PartialState
@@ -263,6 +286,19 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None) -> Path:
     resume_from = None
     if state.is_main_process:
         resume_from = check_run(cfg)
+
+    from .data import load_splits
+
+    # A bad dataset fails here, before the output folder is touched.
+    train_ds, eval_ds = load_splits(
+        cfg.dataset, max_train_rows=cfg.max_train_rows, max_eval_rows=cfg.max_eval_rows
+    )
+    reporter.info(
+        f"dataset {cfg.dataset}: {len(train_ds)} train / {len(eval_ds) if eval_ds is not None else 0} eval rows"
+    )
+    if state.is_main_process:
+        if cfg.overwrite and out.is_dir():
+            shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
         _save_config(cfg, out)
     state.wait_for_everyone()
@@ -270,13 +306,6 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None) -> Path:
         from transformers.trainer_utils import get_last_checkpoint
 
         resume_from = get_last_checkpoint(str(out))
-
-    from .data import load_splits
-
-    train_ds, eval_ds = load_splits(cfg.dataset, max_train_rows=cfg.max_train_rows, max_eval_rows=cfg.max_eval_rows)
-    reporter.info(
-        f"dataset {cfg.dataset}: {len(train_ds)} train / {len(eval_ds) if eval_ds is not None else 0} eval rows"
-    )
 
     from trl import SFTTrainer
 
@@ -301,12 +330,9 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None) -> Path:
     trainer.train(resume_from_checkpoint=resume_from)
     if eval_ds is not None:
         trainer.evaluate()
-    # The card names the portable base (not the local conversion cache).
-    from .models import hub_id_for
-
-    trainer.model.peft_config["default"].base_model_name_or_path = hub_id_for(cfg.base_model)
     trainer.save_model(str(out))
     if state.is_main_process:
+        _portable_adapter_config(out, cfg.base_model)
         from .card import plot_loss, write_model_card
 
         plot_loss(out)

@@ -1,0 +1,207 @@
+"""Semantic validation of one row: what the JSON Schema cannot say.
+
+`validate_row(row, cell)` returns reasons, each `"<code>: <detail>"` (or a bare code), so
+the summary can count `reason_code(r)` and rejects.jsonl keeps the detail. An empty list
+means the row is valid. Codes:
+
+schema, id-mismatch, output-mismatch, step-numbering, dag-order, too-few-steps,
+modalities-field, modalities-mismatch, structure-mismatch, boilerplate, too-short,
+too-long, duplicate-steps.
+
+The schema is checked first; when it fails, the semantic checks (which assume its types)
+are skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from taskdecomp.schema import classify_structure, normalise, render_output, row_id, schema_errors
+
+from .dedup import rouge_l_text
+from .taxonomy import MAX_STEPS, MIN_STEPS, Cell
+
+__all__ = ["validate_row", "reason_code", "REASON_CODES"]
+
+REASON_CODES = (
+    "schema",
+    "id-mismatch",
+    "output-mismatch",
+    "step-numbering",
+    "dag-order",
+    "too-few-steps",
+    "modalities-field",
+    "modalities-mismatch",
+    "structure-mismatch",
+    "boilerplate",
+    "too-short",
+    "too-long",
+    "duplicate-steps",
+)
+
+# Length bounds in words (the schema bounds characters). Generous: they catch truncated or
+# runaway text, not style.
+INSTRUCTION_WORDS = (5, 150)
+DESCRIPTION_WORDS = (3, 60)
+# Two steps of one row say the same thing when their descriptions have ROUGE-L at or above
+# this, or the same content words. Templated steps that differ in one noun ("draft a poster"
+# / "draft a flyer") are different steps, hence high.
+STEP_SIMILARITY = 0.95
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "of",
+        "for",
+        "to",
+        "in",
+        "on",
+        "with",
+        "by",
+        "from",
+        "into",
+        "as",
+        "at",
+        "it",
+        "its",
+        "this",
+        "that",
+        "then",
+    ]
+)
+
+# Placeholder / template debris a model (or a template bug) leaves behind.
+_BOILERPLATE = re.compile(
+    r"lorem ipsum|\btodo\b|\btbd\b|\bplaceholder\b|\[insert\b|<[a-z_ -]{1,30}>|\{\{?\s*[a-z_]+\s*\}?\}"
+    r"|\bxxx+\b|\bn/a\b|\.\.\.|…",
+    re.IGNORECASE,
+)
+_ONLY_STEP = re.compile(r"^\s*(step|task|subtask)\s*\d*\s*[.:)]?\s*$", re.IGNORECASE)
+
+
+def reason_code(reason: str) -> str:
+    """'dag-order: step 3 ...' → 'dag-order' (for summary counts)."""
+    return reason.split(":", 1)[0].strip()
+
+
+def _boilerplate(where: str, text: str) -> str | None:
+    m = _BOILERPLATE.search(text)
+    if m:
+        return f"boilerplate: {where} contains placeholder text {m.group(0)!r}"
+    if _ONLY_STEP.match(text):
+        return f"boilerplate: {where} is only {text.strip()!r}"
+    return None
+
+
+def _content(text: str) -> frozenset[str]:
+    return frozenset(normalise(text).split()) - _STOP
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _length(where: str, text: str, bounds: tuple[int, int]) -> str | None:
+    n = _words(text)
+    if n < bounds[0]:
+        return f"too-short: {where} has {n} words (at least {bounds[0]})"
+    if n > bounds[1]:
+        return f"too-long: {where} has {n} words (at most {bounds[1]})"
+    return None
+
+
+def _graph(subtasks: list[dict[str, Any]]) -> list[str]:
+    reasons = []
+    steps = [st["step"] for st in subtasks]
+    if steps != list(range(1, len(steps) + 1)):
+        reasons.append(f"step-numbering: steps are {steps}, expected 1..{len(steps)}")
+        return reasons  # dependencies are meaningless without numbering
+    for st in subtasks:
+        for d in st["depends_on"]:
+            if d >= st["step"]:
+                kind = (
+                    "itself"
+                    if d == st["step"]
+                    else f"later step {d}"
+                    if d <= len(steps)
+                    else f"missing step {d}"
+                )
+                reasons.append(f"dag-order: step {st['step']} depends on {kind}")
+    return reasons
+
+
+def _text(row: dict[str, Any]) -> list[str]:
+    reasons = []
+    instruction, subtasks = row["instruction"], row["subtasks"]
+    for where, text in [("instruction", instruction), ("input", row["input"])] + [
+        (f"step {st['step']}", st["description"]) for st in subtasks
+    ]:
+        if r := _boilerplate(where, text):
+            reasons.append(r)
+    if r := _length("instruction", instruction, INSTRUCTION_WORDS):
+        reasons.append(r)
+    instr_norm = normalise(instruction)
+    for st in subtasks:
+        where = f"step {st['step']}"
+        if normalise(st["description"]) == instr_norm:
+            reasons.append(f"boilerplate: {where} only repeats the instruction")
+        if r := _length(where, st["description"], DESCRIPTION_WORDS):
+            reasons.append(r)
+    # distinct steps: exact (normalised) repeats, then near-repeats
+    seen: dict[str, int] = {}
+    for st in subtasks:
+        key = normalise(st["description"])
+        if key in seen:
+            reasons.append(f"duplicate-steps: steps {seen[key]} and {st['step']} are the same")
+        else:
+            seen[key] = st["step"]
+    if not any(reason_code(r) == "duplicate-steps" for r in reasons):
+        for i, a in enumerate(subtasks):
+            for b in subtasks[i + 1 :]:
+                score = rouge_l_text(a["description"], b["description"])
+                if score >= STEP_SIMILARITY or _content(a["description"]) == _content(b["description"]):
+                    reasons.append(
+                        f"duplicate-steps: steps {a['step']} and {b['step']} are near-identical (ROUGE-L {score:.2f})"
+                    )
+    return reasons
+
+
+def validate_row(row: dict[str, Any], cell: Cell | None = None) -> list[str]:
+    """Why `row` is not a good training row (empty list: it is). With `cell`, the row must
+    also be what was asked for: that cell's modalities and structure, enough steps."""
+    errors = schema_errors(row)
+    if errors:
+        return [f"schema: {e}" for e in errors]
+    reasons = []
+    subtasks = row["subtasks"]
+    if row["id"] != row_id(row["instruction"]):
+        reasons.append(f"id-mismatch: id {row['id']} is not the hash of the normalised instruction")
+    if row["output"] != render_output(subtasks):
+        reasons.append("output-mismatch: output is not rendered from subtasks")
+    graph = _graph(subtasks)
+    reasons += graph
+    n = len(subtasks)
+    need = max(MIN_STEPS, cell.min_steps if cell else MIN_STEPS)
+    if n < need:
+        reasons.append(f"too-few-steps: {n} steps, {cell.key if cell else 'a row'} needs at least {need}")
+    if n > MAX_STEPS:  # the schema says so too; kept for a schema that is relaxed later
+        reasons.append(f"too-long: {n} steps (at most {MAX_STEPS})")
+    used = sorted({st["modality"] for st in subtasks})
+    if row["modalities"] != used:
+        reasons.append(
+            f"modalities-field: field says {'+'.join(row['modalities'])}, steps use {'+'.join(used)}"
+        )
+    if cell is not None and tuple(used) != cell.modalities:
+        reasons.append(f"modalities-mismatch: wanted {'+'.join(cell.modalities)}, got {'+'.join(used)}")
+    if not graph:
+        shape = classify_structure(subtasks)
+        if row["structure"] != shape:
+            reasons.append(f"structure-mismatch: declared {row['structure']}, graph is {shape}")
+        if cell is not None and shape != cell.structure:
+            reasons.append(f"structure-mismatch: wanted {cell.structure}, graph is {shape}")
+    reasons += _text(row)
+    return reasons
