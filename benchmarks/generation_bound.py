@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 import openai
+
 from taskdecomp.dataset_builder.backend import GenerationRequest
 from taskdecomp.dataset_builder.openai_backend import OpenAIBackend, build_messages, parse_candidates
 from taskdecomp.dataset_builder.taxonomy import CELLS
-
 from taskdecomp.errors import BackendError
 from taskdecomp.schema import make_row, schema_errors
 

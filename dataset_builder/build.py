@@ -67,12 +67,14 @@ def _make_backend(kind: str, cfg: BuildConfig, reporter: Reporter) -> Backend:
 
         return OfflineBackend(seed=cfg.seed)
     from .openai_backend import OpenAIBackend
+    from .pricing import load_prices
 
     return OpenAIBackend(
         cfg.model,
         base_url=cfg.base_url,
         # local OpenAI-compatible servers often need no key, but the client insists on one
         api_key=os.environ.get("OPENAI_API_KEY") or "no-key",
+        prices=load_prices(cfg.prices) if cfg.prices else None,
         rows_per_call=cfg.rows_per_call,
         concurrency=cfg.concurrency,
         rpm=cfg.rpm,
@@ -369,42 +371,72 @@ class _Run:
                 *(q.pending for q in queue if isinstance(q.pending, asyncio.Future)), return_exceptions=True
             )
 
+    def _affordable(self, todo: list[GenerationRequest]) -> list[GenerationRequest]:
+        """The head of `todo` whose estimated batch cost fits under --max-cost."""
+        if self.cfg.max_cost is None or not todo:
+            return todo
+        from .openai_backend import estimate_request_tokens
+        from .pricing import cost as price_cost
+
+        spend, fit = self.cost, []
+        for r in todo:
+            prompt, completion = estimate_request_tokens(r, self.cfg.rows_per_call)
+            spend += price_cost(Usage(prompt, completion), self.backend.price, batch=True)  # type: ignore[attr-defined]
+            if spend > self.cfg.max_cost:
+                self.stopped = (
+                    f"stopped at the --max-cost budget (${self.cost:.2f} spent, next batch would exceed "
+                    f"${self.cfg.max_cost:.2f}); raise --max-cost and re-run the same command to continue"
+                )
+                break
+            fit.append(r)
+        return fit
+
     async def batched(self, journaled_batches: list[dict[str, Any]]) -> None:
         from .batch import BatchRunner
 
         runner = BatchRunner.from_backend(self.backend, poll_interval=self.cfg.batch_poll)
-        known = {}
         for rec in journaled_batches:  # resume polling: a created batch is never paid for twice
-            missing = [i for i in rec["ids"] if i not in self.cache]
-            if missing:
-                self.reporter.info(f"resuming Batch API job {rec['batch_id']} ({len(missing)} requests)")
+            self.reporter.info(f"resuming Batch API job {rec['batch_id']} ({len(rec['requests'])} requests)")
+            where = {rid: (cell, k) for rid, cell, k in rec["requests"]}
+            try:
                 for res in await runner.wait(rec["batch_id"]):
-                    known[res.request_id] = res
+                    cell, k = where[res.request_id]
+                    self.journal.add_result(res, cell, k)
+                    self.cache[res.request_id] = res
+            except BackendError as exc:  # a failed batch bills nothing: its requests go again
+                self.reporter.warn(
+                    f"Batch API job {rec['batch_id']} failed ({exc}); submitting its requests again"
+                )
+            self.journal.batch_done(rec["batch_id"])
         while True:
             round_: list[tuple[GenerationRequest, int]] = []
             while (nxt := self.sched.next_request()) is not None:
                 round_.append(nxt)
             if not round_:
                 break
-            # journal results of resumed batches as their requests come up again
-            for request, k in round_:
-                if request.request_id in known and request.request_id not in self.cache:
-                    self._journal(request, k, known.pop(request.request_id))
-            todo = [r for r, _ in round_ if r.request_id not in self.cache]
+            todo = self._affordable([r for r, _ in round_ if r.request_id not in self.cache])
+            dropped = {r.request_id for r, _ in round_ if r.request_id not in self.cache} - {
+                r.request_id for r in todo
+            }
+            for r, _ in round_:
+                if r.request_id in dropped:
+                    self.sched.inflight[r.cell] -= 1
+            round_ = [(r, k) for r, k in round_ if r.request_id not in dropped]
             if todo:
-                if self._over_budget(len(todo) - 1):
-                    for r, _ in round_:
-                        self.sched.inflight[r.cell] -= 1
-                    break
                 batch_id = await runner.submit(todo)
-                self.journal.add_batch(batch_id, [r.request_id for r in todo])
+                self.journal.add_batch(
+                    batch_id, [(r.request_id, r.cell.key, k) for r, k in round_ if r in todo]
+                )
                 self.reporter.info(f"submitted Batch API job {batch_id} ({len(todo)} requests); waiting")
                 self.sent += len(todo)
                 got = {res.request_id: res for res in await runner.wait(batch_id)}
                 for r, k in round_:
                     if r.request_id in got:
                         self._journal(r, k, got[r.request_id])
+                self.journal.batch_done(batch_id)
             todo_ids = {r.request_id for r in todo}
+            if dropped and not round_:
+                break
             for r, k in round_:
                 # a request the batch failed to answer commits as empty: the cell asks again
                 res = self.cache.get(r.request_id) or GenerationResult(r.request_id, [])
@@ -433,6 +465,10 @@ def build(cfg: BuildConfig, reporter: Reporter | None = None) -> BuildSummary:
         resolve_token()  # fail before spending anything
 
     backend = _make_backend(kind, cfg, reporter)
+    if cfg.max_cost is not None and not getattr(getattr(backend, "price", None), "known", True):
+        raise ConfigError(
+            f"no price known for model {cfg.model!r}, so --max-cost cannot be enforced: pass --prices FILE"
+        )
     source = _source(kind, cfg)
     sched = _new_scheduler(cfg, quotas, _digest(fingerprint)[:16], source)
     journal.open()

@@ -5,7 +5,8 @@ produces), and `journal.jsonl` is append-only, one JSON object per line, fsync'd
 
     {"t": "result", "id": ..., "cell": "audio+text/chain", "k": 3, "candidates": [...],
      "usage": {...}, "cost": 0.0123, "attempts": 1}
-    {"t": "batch", "batch_id": "batch_abc", "ids": [...]}
+    {"t": "batch", "batch_id": "batch_abc", "requests": [[id, cell, k], ...]}
+    {"t": "batch_done", "batch_id": "batch_abc"}
 
 Only raw results are journaled; which rows were accepted, rejected or de-duplicated is
 *derived* by replaying them through the same deterministic scheduler. So a re-run after
@@ -34,7 +35,9 @@ VERSION = 1
 @dataclass
 class JournalState:
     results: dict[str, GenerationResult] = field(default_factory=dict)
-    batches: list[dict[str, Any]] = field(default_factory=list)  # {"batch_id", "ids", "done"}
+    batches: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # created, not yet done: {"batch_id", "requests"}
 
 
 class Journal:
@@ -100,6 +103,8 @@ class Journal:
                 )
             elif rec.get("t") == "batch":
                 state.batches.append(rec)
+            elif rec.get("t") == "batch_done":
+                state.batches = [b for b in state.batches if b["batch_id"] != rec["batch_id"]]
         if good_bytes < len(raw):
             # cut the torn tail so the next append starts on a clean line
             with open(self.path, "r+b") as fh:
@@ -144,9 +149,13 @@ class Journal:
             }
         )
 
-    def add_batch(self, batch_id: str, ids: list[str]) -> None:
-        # A batch costs money the moment it exists: always synced at once.
-        self._append({"t": "batch", "batch_id": batch_id, "ids": ids}, force_sync=True)
+    def add_batch(self, batch_id: str, requests: list[tuple[str, str, int]]) -> None:
+        """`requests`: (request id, cell key, k). A batch costs money the moment it exists:
+        always synced at once."""
+        self._append({"t": "batch", "batch_id": batch_id, "requests": requests}, force_sync=True)
+
+    def batch_done(self, batch_id: str) -> None:
+        self._append({"t": "batch_done", "batch_id": batch_id}, force_sync=True)
 
     def close(self) -> None:
         if self._fh is not None:

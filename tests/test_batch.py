@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from taskdecomp.dataset_builder.backend import GenerationRequest
 from taskdecomp.dataset_builder.batch import BatchRunner
 from taskdecomp.dataset_builder.openai_backend import OpenAIBackend
 from taskdecomp.dataset_builder.pricing import cost
 from taskdecomp.dataset_builder.taxonomy import CELLS
-
 from taskdecomp.errors import BackendError
 from taskdecomp.schema import make_row, schema_errors
 

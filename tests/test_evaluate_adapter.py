@@ -12,10 +12,12 @@ import json
 from pathlib import Path
 
 import pytest
-from dataset_fixture import fixture_rows
+
 from taskdecomp.dataset_builder.output import write_splits
 from taskdecomp.evaluation.cli import main as evaluate_main
 from taskdecomp.evaluation.evaluate_adapter import METRIC_ORDER
+
+from dataset_fixture import fixture_rows
 
 LIMIT = 3
 
@@ -38,6 +40,7 @@ def model_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def random_adapter(tmp_path_factory, model_cache) -> Path:
     from peft import LoraConfig, get_peft_model
+
     from taskdecomp.trainer.models import load_base_model
 
     with pytest.MonkeyPatch.context() as mp:
@@ -91,6 +94,16 @@ def test_dataset_without_reference_column(capsys, tmp_path):
     assert not (tmp_path / "eval_results.json").exists()
 
 
+def test_push_without_token_fails_before_generating(capsys, dataset, tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    args = ["--adapter", str(adapter), "--dataset", str(dataset), "--push", "--repo-id", "alice/x"]
+    rc, _, err = run(capsys, *args)
+    assert rc == 2 and "token" in one_error_line(err).lower()
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["adapter_config.json"]  # nothing written
+
+
 def test_adapter_for_another_base(capsys, dataset, tmp_path):
     adapter = tmp_path / "other"
     adapter.mkdir()
@@ -138,8 +151,12 @@ def test_random_adapter_changes_the_adapter_column_only(capsys, dataset, random_
 
 
 @pytest.mark.slow
-def test_just_trained_adapter_gives_both_columns_and_updates_the_card(capsys, dataset, tmp_path):
+def test_just_trained_adapter_gives_both_columns_updates_and_pushes_the_card(
+    capsys, dataset, tmp_path, monkeypatch
+):
     from taskdecomp.trainer.cli import main as train_main
+
+    from hub_server import HubServer
 
     adapter = tmp_path / "adapter"
     rc = train_main(
@@ -152,12 +169,20 @@ def test_just_trained_adapter_gives_both_columns_and_updates_the_card(capsys, da
     assert rc == 0, capsys.readouterr().err
     capsys.readouterr()
     out = tmp_path / "results.json"
-    args = ["--adapter", str(adapter), "--dataset", str(dataset), "--limit", str(LIMIT), "--update-card"]
-    rc, _, err = run(capsys, *args, "--max-new-tokens", "24", "--batch-size", "2", "--output", str(out))
-    assert rc == 0, err
+    args = ["--adapter", str(adapter), "--dataset", str(dataset), "--limit", str(LIMIT), "--push"]
+    with HubServer() as hub:
+        hub.point_clients_here(monkeypatch)
+        rc, _, err = run(
+            capsys, *args, "--repo-id", "alice/tiny-adapter", "--max-new-tokens", "24", "--batch-size", "2",
+            "--output", str(out),
+        )  # fmt: skip
+        assert rc == 0, err
+        pushed = hub.files("alice/tiny-adapter", "model")
     results = _check_results(out)
     card = (adapter / "README.md").read_text()
     assert "model-index" in card and f"{results['adapter']['rougeL']}" in card.replace("'", "")
+    assert pushed["README.md"].decode() == card
+    assert json.loads(pushed["eval_results.json"]) == results
     base_preds = [p["base"] for p in _predictions(out)]
     shared = getattr(pytest, "shared_base_predictions", None)
     if shared is not None:  # same base model, same prompts, greedy: the same base column

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import openai
 import pytest
+
 from taskdecomp.dataset_builder.backend import Backend, GenerationRequest
 from taskdecomp.dataset_builder.limits import RateLimiter, TokenBucket
 from taskdecomp.dataset_builder.openai_backend import (
@@ -22,7 +23,6 @@ from taskdecomp.dataset_builder.openai_backend import (
 from taskdecomp.dataset_builder.pricing import cost, load_prices, price_for
 from taskdecomp.dataset_builder.retry import InvalidReply
 from taskdecomp.dataset_builder.taxonomy import Cell
-
 from taskdecomp.errors import AuthError, BackendError, ConfigError
 from taskdecomp.schema import make_row, schema_errors
 

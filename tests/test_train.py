@@ -80,9 +80,9 @@ def test_loss_falls_and_keeps_falling_after_eval(trained):
 
 def test_adapter_loads_and_changes_the_model(trained):
     import torch
-    from taskdecomp.trainer.models import load_adapter
 
     from taskdecomp.promptfmt import to_prompt_completion
+    from taskdecomp.trainer.models import load_adapter
 
     out, data = trained
     from taskdecomp.dataset_builder.output import read_rows
@@ -116,6 +116,7 @@ def test_adapter_loads_and_changes_the_model(trained):
 
 def test_card_renders_and_parses(trained):
     from huggingface_hub import ModelCard
+
     from taskdecomp.trainer.card import write_model_card
 
     out, _ = trained
@@ -155,3 +156,42 @@ def _flags(values: dict) -> list[str]:
     for k, v in values.items():
         argv += [f"--{k.replace('_', '-')}", str(v)]
     return argv
+
+
+@pytest.mark.usefixtures("model_cache")
+def test_collated_labels_are_the_completions_with_eos(tmp_path):
+    """One packed, collated batch of the CPU recipe: loss on the completions only, EOS included."""
+    from trl import SFTTrainer
+
+    from taskdecomp.config import parse_config
+    from taskdecomp.dataset_builder.output import read_rows
+    from taskdecomp.trainer.cli import load_recipe
+    from taskdecomp.trainer.config import TrainConfig
+    from taskdecomp.trainer.data import load_splits
+    from taskdecomp.trainer.models import load_base_model
+    from taskdecomp.trainer.train import lora_config, sft_config
+
+    data = make_dataset(tmp_path / "ds")
+    cfg = parse_config(TrainConfig, ["--dataset", str(data)], prog="t", base=load_recipe("smollm2-135m-cpu"))
+    train_ds, _ = load_splits(cfg.dataset)
+    model, tok = load_base_model(cfg.base_model, quantize_4bit=False)
+    assert tok.pad_token_id != tok.eos_token_id and tok.eos_token == "<|im_end|>"
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(cfg, tmp_path / "out", has_eval=False),
+        train_dataset=train_ds,
+        processing_class=tok,
+        peft_config=lora_config(cfg, model),
+    )
+    packed = trainer.train_dataset[0]
+    batch = trainer.data_collator([packed])
+    assert (
+        "attention_mask" not in batch and batch["position_ids"].shape == batch["input_ids"].shape
+    )  # padding-free
+    labels = batch["labels"][0]
+    trained_text = tok.decode(labels[labels != -100])
+    n_examples = len(packed["seq_lengths"])
+    assert int((labels == tok.eos_token_id).sum()) == n_examples  # every completion's EOS is trained
+    outputs = {r["output"] for r in read_rows(data)["train"]}
+    pieces = [p.strip() for p in trained_text.split("<|im_end|>") if p.strip()]
+    assert len(pieces) == n_examples and set(pieces) <= outputs, pieces  # nothing of the prompts

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+
 from taskdecomp.trainer.cli import main
 
 
@@ -79,10 +80,9 @@ def test_output_dir_of_something_else(tmp_path, capsys):
 
 
 def test_recipes_ship_and_parse():
+    from taskdecomp.config import parse_config
     from taskdecomp.trainer.cli import load_recipe, recipe_names
     from taskdecomp.trainer.config import TrainConfig
-
-    from taskdecomp.config import parse_config
 
     assert {"smollm2-135m-cpu", "mistral-7b-qlora"} <= set(recipe_names())
     gpu = parse_config(TrainConfig, ["--max-steps", "7"], prog="t", base=load_recipe("mistral-7b-qlora"))
@@ -93,11 +93,11 @@ def test_recipes_ship_and_parse():
 
 def test_fallback_chat_template_and_pad():
     """A base tokenizer without chat template, pad == eos (Mistral-7B-v0.1's situation)."""
-    from taskdecomp.trainer.models import _ensure_pad_and_template
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     from taskdecomp.promptfmt import to_prompt_completion
+    from taskdecomp.trainer.models import _ensure_pad_and_template
 
     vocab = {
         "<unk>": 0,

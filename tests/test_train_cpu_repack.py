@@ -21,6 +21,7 @@ def test_eval_repack_breaks_gradients_and_the_fix_restores_them():
     import bitsandbytes as bnb
     import torch
     from peft import LoraConfig, get_peft_model
+
     from taskdecomp.trainer.models import keep_reference_cpu_kernels, load_base_model
 
     torch.manual_seed(0)

@@ -10,8 +10,9 @@ import sys
 import time
 
 import pytest
-from hub_server import DEFAULT_TOKEN, HubServer
 from train_fixture import make_dataset, model_cache, small_overrides  # noqa: F401  (fixture)
+
+from hub_server import DEFAULT_TOKEN, HubServer
 
 pytestmark = pytest.mark.slow
 
@@ -58,11 +59,19 @@ def test_kill_9_then_resume(tmp_path):
     with HubServer() as hub:
         env = dict(env, **hub.env(), HF_TOKEN=DEFAULT_TOKEN)
         push = ("--push", "--repo-id", "alice/smol-decomposer")
-        done = subprocess.run(_cmd(ds, out, "--resume", *push), env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            _cmd(ds, out, "--resume", *push), env=env, capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         files = hub.files("alice/smol-decomposer", "model")
         commits = len(hub.repo("alice/smol-decomposer", "model").commits)
-    assert {"README.md", "adapter_config.json", "adapter_model.safetensors", "loss.png", "tokenizer.json"} <= set(files)
+    assert {
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "loss.png",
+        "tokenizer.json",
+    } <= set(files)
     assert files["adapter_model.safetensors"] == (out / "adapter_model.safetensors").read_bytes()
     assert b"alice/smol-decomposer" in files["README.md"] and DEFAULT_TOKEN.encode() not in files["README.md"]
     assert DEFAULT_TOKEN not in (out / "train_config.yaml").read_text() + done.stderr
