@@ -44,6 +44,7 @@ def instructions(n: int) -> list[str]:
 def one_at_a_time(model, tokenizer, prompts: list[str], max_new_tokens: int) -> list[str]:
     """The original loop: one prompt, one `generate` call, no padding."""
     import torch
+
     from taskdecomp.evaluation.generate import stop_token_ids
 
     eos = stop_token_ids(model, tokenizer)
@@ -72,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import torch
-    from taskdecomp.evaluation.generate import generate_batched
-    from taskdecomp.trainer.models import load_base_model
 
+    from taskdecomp.evaluation.generate import generate_batched
     from taskdecomp.promptfmt import render_prompt
+    from taskdecomp.trainer.models import load_base_model
 
     torch.manual_seed(0)
     model, tokenizer = load_base_model("smollm2-135m-gguf", quantize_4bit=False, dtype="float32")

@@ -28,7 +28,7 @@ class BuildConfig:
         default=None, metadata=_h("any OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     )
     rows_per_call: int = field(
-        default=5, metadata=_h("rows asked for per request (one taxonomy cell per request)")
+        default=10, metadata=_h("rows asked for per request (one taxonomy cell per request)")
     )
     concurrency: int = field(default=8, metadata=_h("requests in flight at once"))
     rpm: float | None = field(default=None, metadata=_h("client-side requests-per-minute limit"))

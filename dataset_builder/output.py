@@ -80,6 +80,9 @@ def split_rows(rows: list[dict[str, Any]], test_size: float, seed: int) -> dict[
             k = 1
         test.extend(group[:k])
         train.extend(group[k:])
+    if test_size > 0 and not test and len(train) >= 2:
+        # tiny datasets: no combination has enough rows for a share; still give `test` one row
+        test.append(train.pop())
     # a stable, seeded order inside each split (not grouped by combination)
     rng.shuffle(train)
     rng.shuffle(test)

@@ -218,7 +218,6 @@ def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[
     from taskdecomp.dataset_builder.output import atomic_write_json, atomic_write_text
     from taskdecomp.evaluation import load_metric
     from taskdecomp.evaluation.generate import generate_batched
-
     from taskdecomp.promptfmt import render_prompt
 
     reporter = reporter or Reporter.silent()

@@ -21,8 +21,9 @@ except `step_count_mae`:
   at least `step_match_threshold` (default 0.5, i.e. about half of the words in common in order).
   Greedy matching equals the optimal (Hungarian) one whenever the best pairs do not conflict, which
   is the usual case with <= 8 steps, and needs no extra dependency. Micro-averaged over all steps.
-- `plan_validity`: share of predictions whose steps form a valid plan row (2-8 steps, the row
-  schema, dependencies only on earlier steps) -- what `decompose` would accept without a retry.
+- `plan_validity`: share of predictions whose steps form a valid plan row (the row schema: 2-8
+  steps; dependencies only on earlier steps; the dataset validator's checks on step texts) --
+  what `decompose` accepts without a retry.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import datasets
 import evaluate
 from rouge_score import rouge_scorer
 
-from taskdecomp.schema import make_row, parse_output, schema_errors
+from taskdecomp.planner.plan import plan_errors
+from taskdecomp.schema import make_row, parse_output
 
 __all__ = ["TaskDecomposition", "strip_tags", "step_descriptions", "match_steps"]
 
@@ -110,10 +112,10 @@ def _f1(pred: set[str], ref: set[str]) -> float:
 def _plan_valid(steps: list[dict[str, Any]]) -> bool:
     if not steps:
         return False
-    row = make_row({"instruction": "placeholder task for validation only", "subtasks": steps}, "offline")
-    if schema_errors(row):
-        return False
-    return all(all(0 < d < st["step"] for d in st["depends_on"]) for st in row["subtasks"])
+    row = make_row(
+        {"instruction": "A placeholder task used for validation only", "subtasks": steps}, "offline"
+    )
+    return not plan_errors(row)
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)

@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable, Sequence
 
 from taskdecomp.planner.plan import DecompositionError, Plan, check_task, plan_from_text
-
 from taskdecomp.reporter import Reporter
 
 __all__ = ["Decomposer", "decompose", "DEFAULT_BASE", "Generator"]
@@ -94,9 +93,8 @@ class Decomposer:
         self, tasks: Sequence[str], inputs: Sequence[str] | None = None
     ) -> list[Plan | DecompositionError]:
         """One result per task, in order: a valid `Plan` or the `DecompositionError`."""
-        from taskdecomp.prompts import render
-
         from taskdecomp.promptfmt import build_messages
+        from taskdecomp.prompts import render
 
         texts = [check_task(t) for t in tasks]
         ctx = [(s or "").strip() for s in (inputs or [""] * len(texts))]

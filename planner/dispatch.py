@@ -23,9 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from taskdecomp.planner.plan import Plan, Step
-
 from taskdecomp.errors import ConfigError, InputError, redact
+from taskdecomp.planner.plan import Plan, Step
 from taskdecomp.schema import MODALITIES
 
 __all__ = [

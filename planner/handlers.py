@@ -9,9 +9,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from taskdecomp.planner.plan import Step
-
 from taskdecomp.errors import AuthError, BackendError, ConfigError
+from taskdecomp.planner.plan import Step
 
 __all__ = ["DryRunHandler", "OpenAITextHandler", "DEFAULT_TEXT_MODEL"]
 

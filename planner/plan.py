@@ -7,6 +7,7 @@ converts to a valid row (`to_row`) and its dependency graph is acyclic by constr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -146,27 +147,31 @@ def check_task(task: str) -> str:
     return text
 
 
+# Reasons about the user's own text (instruction/input) are not the model's fault: a re-ask
+# cannot fix them, and `check_task` already enforces the schema's limits on the task.
+_USER_TEXT = re.compile(r"^[\w-]+: (instruction|input)\b")
+
+
 def _validate_row(row: dict[str, Any]) -> list[str]:
-    """The dataset builder's row validator when present, else the schema + graph checks here."""
-    errors = list(schema_errors(row))
-    numbers = [st["step"] for st in row["subtasks"]]
-    if numbers != list(range(1, len(numbers) + 1)):
-        errors.append(f"steps must be numbered 1..{len(numbers)} in order")
-    for st in row["subtasks"]:
-        bad = [d for d in st["depends_on"] if not 0 < d < st["step"]]
-        if bad:
-            errors.append(f"step {st['step']} depends on step {bad[0]}, which does not come before it")
+    """The dataset builder's row validator (schema, graph, duplicate/boilerplate steps) when
+    present, else the schema plus the graph checks here."""
     try:
         from taskdecomp.dataset_builder.validate import validate_row
-    except ImportError:
+    except ImportError:  # the builder is optional for planning
+        errors = list(schema_errors(row))
+        numbers = [st["step"] for st in row["subtasks"]]
+        if numbers != list(range(1, len(numbers) + 1)):
+            errors.append(f"steps must be numbered 1..{len(numbers)} in order")
+        for st in row["subtasks"]:
+            bad = [d for d in st["depends_on"] if not 0 < d < st["step"]]
+            if bad:
+                errors.append(f"step {st['step']} depends on step {bad[0]}, which does not come before it")
         return errors
-    extra = validate_row(row)
-    if isinstance(extra, list | tuple):
-        errors.extend(str(e) for e in extra if str(e) not in errors)
-    return errors
+    return [r for r in validate_row(row) if not _USER_TEXT.match(r)]
 
 
 def plan_errors(row: dict[str, Any]) -> list[str]:
+    """Why a row built from model output is not an acceptable plan (empty: it is)."""
     return _validate_row(row)
 
 

@@ -7,10 +7,10 @@ import io
 import json
 
 import pytest
-from taskdecomp.planner import Decomposer, DecompositionError, Plan
-from taskdecomp.planner.cli import main as decompose_main
 
 from taskdecomp.errors import InputError
+from taskdecomp.planner import Decomposer, DecompositionError, Plan
+from taskdecomp.planner.cli import main as decompose_main
 from taskdecomp.schema import schema_errors
 
 TASK = "Record a podcast episode about urban bees and design a cover image for it."
@@ -67,7 +67,7 @@ def test_invalid_answer_is_re_asked_with_the_error():
     # system, user, then (assistant answer, user re-ask) per failed round
     assert [m["role"] for m in last] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert last[2]["content"] == PROSE and "no numbered steps" in last[3]["content"]
-    assert "does not come before it" in last[5]["content"]
+    assert "step 1 depends on" in last[5]["content"]  # the forward dependency
 
 
 def test_never_returns_a_broken_plan():

@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 
 import pytest
-from conftest import reference_rows
 from rouge_score import rouge_scorer, tokenize
+
 from taskdecomp.dataset_builder.dedup import (
     Deduplicator,
     Duplicate,
@@ -17,6 +17,8 @@ from taskdecomp.dataset_builder.dedup import (
     rouge_l_text,
     rouge_tokens,
 )
+
+from conftest import reference_rows
 
 A = "Generate a promotional video for a new smartwatch and analyze its effectiveness in engaging customers."
 A_NEAR = "Create a promotional video for a new smartwatch and analyze its effectiveness in engaging buyers."

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from taskdecomp.planner import HandlerRegistry, Plan, Step
-from taskdecomp.planner.handlers import OpenAITextHandler
 
 from taskdecomp.errors import AuthError, ConfigError, InputError
+from taskdecomp.planner import HandlerRegistry, Plan, Step
+from taskdecomp.planner.handlers import OpenAITextHandler
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI  # noqa: E402

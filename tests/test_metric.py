@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import evaluate
 import pytest
+
 from taskdecomp.evaluation import METRIC_PATH, load_metric
 from taskdecomp.evaluation.task_decomposition import match_steps, strip_tags
 

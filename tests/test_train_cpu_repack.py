@@ -11,31 +11,40 @@ that `keep_reference_cpu_kernels` restores them and keeps later evals from repac
 from __future__ import annotations
 
 import pytest
-from train_fixture import model_cache  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.usefixtures("model_cache")
-def test_eval_repack_breaks_gradients_and_the_fix_restores_them():
+def test_eval_repack_breaks_gradients_and_the_fix_restores_them(tmp_path):
     import bitsandbytes as bnb
     import torch
     from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from taskdecomp.trainer.models import keep_reference_cpu_kernels, load_base_model
+    from taskdecomp.trainer.models import bnb_config, keep_reference_cpu_kernels
 
+    # A small random Llama, quantised by the real transformers/bitsandbytes path (NF4 + double quant).
     torch.manual_seed(0)
-    base, tok = load_base_model("smollm2-135m-gguf", quantize_4bit=True)
-    base.config.use_cache = False
-    lora = LoraConfig(r=4, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], layers_to_transform=[0, 29])
+    config = LlamaConfig(
+        vocab_size=256, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, use_cache=False,
+    )  # fmt: skip
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "tiny")
+    base = AutoModelForCausalLM.from_pretrained(
+        tmp_path / "tiny", quantization_config=bnb_config(torch.float32), device_map={"": "cpu"}
+    )
+    lora = LoraConfig(
+        r=4, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"], layers_to_transform=[0, 3]
+    )
     model = get_peft_model(base, lora)
-    batch = tok("1. Draw the cover image. 2. Record a short voice-over for it.", return_tensors="pt")
+    ids = torch.randint(0, 256, (2, 48))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
 
     def grads() -> dict[str, torch.Tensor]:
         model.train()
         model.zero_grad()
-        model(**batch, labels=batch["input_ids"]).loss.backward()
+        model(**batch, labels=ids).loss.backward()
         # lora_B of the FIRST layer: its gradient has travelled back through all 4-bit layers above it
         return {n: p.grad.clone() for n, p in model.named_parameters() if "layers.0." in n and "lora_B" in n}
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 
 import pytest
-from conftest import reference_rows
+
 from taskdecomp.dataset_builder.taxonomy import Cell
 from taskdecomp.dataset_builder.validate import REASON_CODES, reason_code, validate_row
-
 from taskdecomp.schema import make_row, parse_output, render_output, row_id
+
+from conftest import reference_rows
 
 GOOD = {
     "instruction": "Record a two-minute voice memo about the bakery's new sourdough class and turn it into a "
