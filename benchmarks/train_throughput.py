@@ -1,6 +1,6 @@
 """Training throughput of the CPU recipe vs a plain SFTTrainer baseline, as ratios.
 
-    python benchmarks/train_throughput.py [--steps 6] [--rows 48] [--recipe smollm2-135m-cpu]
+    python benchmarks/train_throughput.py [--steps 3] [--rows 48] [--recipe smollm2-135m-cpu]
 
 Both runs use the same base model (SmolLM2-135M GGUF via the toolkit loader, 4-bit NF4 on the
 CPU), the same offline-generated rows in the same prompt format, and the same number of optimizer
@@ -85,9 +85,13 @@ def run_variant(variant: str, dataset: Path, steps: int, recipe: str, out: Path)
             save_strategy="no",
             disable_tqdm=True,
         )
-        peft = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+        peft = LoraConfig(
+            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
     args.save_strategy = "no"
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tok, peft_config=peft)
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=train_ds, processing_class=tok, peft_config=peft
+    )
     counter = CountingCollator(trainer.data_collator)
     trainer.data_collator = counter
     start = time.perf_counter()
@@ -107,7 +111,7 @@ def run_variant(variant: str, dataset: Path, steps: int, recipe: str, out: Path)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rows", type=int, default=48)
     parser.add_argument("--recipe", default="smollm2-135m-cpu")
     parser.add_argument("--variant", choices=["ours", "baseline"], help=argparse.SUPPRESS)

@@ -6,17 +6,23 @@ is >= `threshold` ("near", 0.7 as in Self-Instruct/Alpaca). Like Alpaca, a row i
 with the rows *kept* so far, so `find_duplicates` equals calling `check_and_add` in order.
 
 Scaling: comparing every pair is O(N^2) (Alpaca's script). Here candidates come from
-MinHash-LSH over each instruction's token *bigrams* (unigram sets of unrelated instructions
-overlap too much through "a", "the", "create"... to separate them from near-duplicates):
-128 bands of 3 values. A candidate is kept only if it shares >= 18% of all 384 MinHash
-values (an estimate of bigram Jaccard, one vectorised comparison), then confirmed with an
-exact ROUGE-L. Signatures are computed with numpy in bulk (`find_duplicates`, `add_many`);
-the LCS is the bit-parallel algorithm (Crochemore et al. 2001) on Python ints: O(len)
-big-int operations per pair instead of an O(m*n) table.
+MinHash-LSH (32 bands of 4 values) over each instruction's token *multiset* ((token,
+occurrence) pairs). ROUGE-L F >= t needs LCS >= t(m+n)/2, and LCS <= the multiset overlap,
+so every true pair has a feature Jaccard >= t/(2-t) (0.538 at 0.7) whatever the text: a
+band catches it with probability >= 0.538^4, 32 bands miss it with probability <= 6%, and
+measured near-duplicates sit higher (recall ~1.0 on the original rows). Unrelated rows
+share mostly frequent words, so once the index is large (`epoch_rows`) tokens found in more
+than `stop_df` of the kept rows are left out of the features; that set is recomputed, and
+the index re-signed, when the index has grown 16-fold (deterministic: it only depends on
+the rows kept, in order). Candidates then pass the share of equal MinHash values (when
+there are more than a few), the exact multiset-overlap bound (Dice >= t, necessary), and
+the exact ROUGE-L. Signatures are computed with numpy in bulk (`find_duplicates`,
+`add_many`); the LCS is the bit-parallel algorithm (Crochemore et al. 2001) on Python ints.
 
-Cost per checked row grows with how many kept rows share a band with it: for templated
-text (the offline backend's shared phrases) that is about 1-2 per 1,000 kept rows, so very
-large indexes slow down roughly linearly per row (measured in benchmarks/dedup.py).
+Cost: about 100-250 us per checked row in CPython (tokens, signature, 32 band lookups,
+insertion), plus candidates that grow slowly with the index on templated text (the
+offline backend: ~8 per query at 100,000 kept rows, ~70 at 500,000): measured in
+benchmarks/dedup.py, which does not reach 500,000 rows in 60 s (see its output).
 
 Tokens follow `rouge_score`'s tokenizer without stemming, exactly (lower-case, every run
 of characters outside [a-z0-9] is a separator), and the F-measure is computed with the
@@ -31,6 +37,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import itertools
+import multiprocessing
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -102,10 +109,24 @@ def rouge_l_text(a: str, b: str) -> float:
     return rouge_l(rouge_tokens(a), rouge_tokens(b))
 
 
+_PUNCT = re.compile(r"[^\w\s]")
+
+
 def _exact_key(instruction: str) -> str:
-    # `normalise` drops what is not ASCII: an all-Chinese instruction would normalise to ''
-    # and equal every other one, so such texts are compared as written
-    return normalise(instruction) or "\x00" + instruction.strip()
+    # `normalise`, with a shortcut for ASCII text (NFKD and the ASCII round trip change
+    # nothing there; str.split() splits on what `\s+` matches). `normalise` drops what is not
+    # ASCII: an all-Chinese instruction would normalise to '' and equal every other one, so
+    # such texts are compared as written
+    if instruction.isascii():
+        key = " ".join(_PUNCT.sub(" ", instruction.lower()).split())
+    else:
+        key = normalise(instruction)
+    return key or "\x00" + instruction.strip()
+
+
+def _row_id(instruction: str, key: str) -> str:
+    # `row_id` without normalising twice (the key is the normalised text unless it fell back)
+    return row_id(instruction) if key.startswith("\x00") else hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -130,37 +151,64 @@ _TOKEN = re.compile(r"[a-z0-9]+")  # maximal runs of [a-z0-9] == rouge_tokens(),
 class Deduplicator:
     """Streaming index of kept instructions.
 
-    Each instruction's token bigrams get `num_bands` x `band_rows` MinHash values; two
-    instructions become candidates when all values of one band agree. Candidates are then
-    filtered by the fraction of all MinHash values they share (an estimate of bigram
-    Jaccard, vectorised: cheap) against `min_jaccard`, and confirmed with the exact ROUGE-L.
-    Near-duplicates at ROUGE-L 0.7 share about 25-60% of their bigrams, unrelated
-    instructions a few percent: see benchmarks/dedup.py for the measured recall.
+    Features: each instruction's token *multiset* (token, occurrence) pairs. ROUGE-L F >= t
+    implies LCS >= t(m+n)/2 and LCS <= the multiset overlap, so every true pair has feature
+    Jaccard >= t/(2-t) (0.538 at 0.7): the candidate stage has a floor that does not depend
+    on the data. Once the index holds `epoch_rows` rows, tokens in more than `stop_df` of the
+    kept rows (function words, a generator's template words) are left out of the features:
+    unrelated rows share mostly those, so this keeps candidates per query about constant as
+    the index grows. The frequent-token set is recomputed (and every kept row re-signed) each
+    time the index doubles, so it only depends on the rows kept, in order: deterministic, and
+    every signature in the index is made with the same set as the query's.
+
+    Candidates: MinHash-LSH, `num_bands` bands of `band_rows` values; then the fraction of
+    all MinHash values shared (>= `min_jaccard`, vectorised), then the exact multiset-overlap
+    bound (Dice >= t, a necessary condition), then the exact ROUGE-L (bit-parallel LCS).
     """
+
+    _chunk = 10_000  # rows signed per bulk step: bounded memory, and the worker's unit
 
     def __init__(
         self,
         threshold: float = 0.7,
         *,
-        num_bands: int = 128,
-        band_rows: int = 3,
-        min_jaccard: float = 0.18,
+        num_bands: int = 32,
+        band_rows: int = 4,
+        min_jaccard: float = 0.15,
+        stop_df: float = 0.05,
+        epoch_rows: int = 4096,
         seed: int = 0,
+        workers: int = 1,
     ) -> None:
         if not 0 < threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         self.threshold = threshold
+        self.workers = workers  # processes for find_duplicates/add_many on large inputs
+        self._params = {
+            "threshold": threshold,
+            "num_bands": num_bands,
+            "band_rows": band_rows,
+            "min_jaccard": min_jaccard,
+            "stop_df": stop_df,
+            "epoch_rows": epoch_rows,
+            "seed": seed,
+        }
         self.num_bands, self.band_rows = num_bands, band_rows
+        self.stop_df, self._next_epoch = stop_df, epoch_rows
         k = num_bands * band_rows
         self._min_agree = int(min_jaccard * k)
         rng = np.random.default_rng(seed)
         # 32-bit multiply-add hashing, one odd multiplier per MinHash "permutation": with
         # uint32 lanes numpy computes (k x features) blocks several times faster than uint64
-        self._a = (rng.integers(0, 2**31, size=(k, 1), dtype=np.uint32) << np.uint32(1)) | np.uint32(1)
-        self._b = rng.integers(0, 2**32, size=(k, 1), dtype=np.uint32)
+        self._a = (rng.integers(0, 2**31, size=k, dtype=np.uint32) << np.uint32(1)) | np.uint32(1)
+        self._b = rng.integers(0, 2**32, size=k, dtype=np.uint32)
         self._mix = rng.integers(0, 2**63, size=band_rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
         self._vocab = _Vocab()
         self._tok_hash = np.zeros(0, dtype=np.uint64)  # vocab id → 64-bit blake2b of the token
+        self._stop = np.zeros(0, dtype=bool)  # vocab id → left out of the features
+        self._df: collections.Counter[int] = collections.Counter()  # vocab id → kept rows with it
+        self._epoch = 0
+        self._n_queries = self._n_candidates = 0  # LSH candidates looked at (benchmarks/dedup.py)
         self._exact: dict[str, str] = {}  # normalised instruction → row id
         self._ids: list[str] = []  # kept index → row id
         self._tokens: list[tuple[int, ...]] = []  # kept index → token ids
@@ -174,48 +222,53 @@ class Deduplicator:
     def _ids_of(self, text: str) -> tuple[int, ...]:
         return tuple(map(self._vocab.__getitem__, _TOKEN.findall(text.lower())))
 
-    def _hashes(self) -> np.ndarray:
+    def _hashes(self) -> tuple[np.ndarray, np.ndarray]:
         if len(self._tok_hash) < len(self._vocab):
             new = list(self._vocab)[len(self._tok_hash) :]
             digests = b"".join(hashlib.blake2b(t.encode(), digest_size=8).digest() for t in new)
             self._tok_hash = np.concatenate(
                 (self._tok_hash, np.frombuffer(digests, dtype="<u8").astype(np.uint64))
             )
-        return self._tok_hash
+        if len(self._stop) < len(self._vocab):  # tokens first seen since the last epoch: kept
+            self._stop = np.concatenate((self._stop, np.zeros(len(self._vocab) - len(self._stop), bool)))
+        return self._tok_hash, self._stop
 
     def _signatures(self, token_ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """(rows that have tokens, their MinHash values [rows x k]) for instructions given
-        as token ids; features are token bigrams (a one-token instruction: its token)."""
-        th = self._hashes()
+        as token ids; features are (token, occurrence) pairs of the non-frequent tokens (all
+        tokens when every one is frequent)."""
+        th, stop = self._hashes()
         lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
         present = np.flatnonzero(lengths)
         sig = np.zeros((len(present), len(self._a)), dtype=np.uint32)
         if not len(present):
             return present, sig
-        flat = th[
-            np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int64, count=int(lengths.sum()))
-        ]
+        tok = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int64, count=int(lengths.sum()))
         lens = lengths[present]
-        ends = np.cumsum(lens)
-        starts = ends - lens
+        row = np.repeat(np.arange(len(present)), lens)
+        # occurrence number of each token within its row: rank inside equal (row, token) runs
+        order = np.lexsort((tok, row))
+        st, sr = tok[order], row[order]
+        new_run = np.ones(len(st), dtype=bool)
+        new_run[1:] = (st[1:] != st[:-1]) | (sr[1:] != sr[:-1])
+        run_start = np.maximum.accumulate(np.where(new_run, np.arange(len(st)), 0))
+        occ = np.arange(len(st)) - run_start
+        keep = ~stop[st]
+        n_keep = np.bincount(sr, weights=keep, minlength=len(present))
+        keep |= (n_keep == 0)[sr]  # only frequent tokens: use them all rather than nothing
+        st, sr, occ = st[keep], sr[keep], occ[keep]
         with np.errstate(over="ignore"):
-            nxt = np.append(flat[1:], np.uint64(0))
-            feats64 = flat * np.uint64(_K_BIGRAM) + nxt
-            is_last = np.zeros(len(flat), dtype=bool)
-            is_last[ends - 1] = True
-            keep = ~is_last
-            keep[starts[lens == 1]] = True  # one token: its unigram (times another salt)
-            feats64 = np.where(lens.repeat(lens) == 1, flat * np.uint64(_K_SINGLE), feats64)[keep]
+            feats64 = (th[st] + occ.astype(np.uint64) * np.uint64(_K_SINGLE)) * np.uint64(_K_BIGRAM)
             feats = (feats64 >> np.uint64(32)).astype(np.uint32)
-            counts = np.maximum(lens - 1, 1)
-            seg = np.cumsum(counts) - counts  # each instruction's first feature
+            counts = np.bincount(sr, minlength=len(present))
+            seg = np.cumsum(counts) - counts  # each instruction's first feature (sr is sorted)
             block = max(1, 2_000_000 // len(self._a))  # features per numpy block: bounded memory
             lo = 0
             while lo < len(present):
                 hi = max(lo + 1, int(np.searchsorted(seg, seg[lo] + block, side="left")))
                 f0, f1 = int(seg[lo]), int(seg[hi]) if hi < len(present) else len(feats)
-                h = self._a * feats[None, f0:f1] + self._b
-                sig[lo:hi] = np.minimum.reduceat(h, seg[lo:hi] - f0, axis=1).T
+                h = feats[f0:f1, None] * self._a + self._b  # (features x k): rows reduce in place
+                sig[lo:hi] = np.minimum.reduceat(h, seg[lo:hi] - f0, axis=0)
                 lo = hi
         return present, sig
 
@@ -225,11 +278,18 @@ class Deduplicator:
             return (bands * self._mix).sum(axis=2, dtype=np.uint64).tolist()
 
     def _prepare(self, token_ids: Sequence[tuple[int, ...]]) -> list[tuple[np.ndarray, list[int]] | None]:
-        out: list[tuple[np.ndarray, list[int]] | None] = [None] * len(token_ids)
         present, sig = self._signatures(token_ids)
-        for i, s, keys in zip(present.tolist(), sig, self._band_keys(sig), strict=True):
-            out[i] = (s, keys)
-        return out
+        return _assemble(len(token_ids), present, sig, self._band_keys(sig))
+
+    def _stop_tokens(self) -> frozenset[str]:
+        _, stop = self._hashes()
+        return frozenset(tok for tok, i in self._vocab.items() if stop[i])
+
+    def _set_stop(self, tokens: frozenset[str]) -> None:
+        ids = [self._vocab[t] for t in tokens]
+        _, stop = self._hashes()
+        stop[:] = False
+        stop[ids] = True
 
     # --- the index ----------------------------------------------------------------------
     def _query(
@@ -242,28 +302,42 @@ class Deduplicator:
             return None
         sig, keys = prep
         cands: set[int] = set()
-        for table, key in zip(self._tables, keys, strict=True):
-            hit = table.get(key)
-            if hit is None:
-                continue
-            if isinstance(hit, int):
-                cands.add(hit)
-            else:
-                cands.update(hit)
+        for hit in map(dict.get, self._tables, keys):
+            if hit is not None:
+                if type(hit) is int:
+                    cands.add(hit)
+                else:
+                    cands.update(hit)
+        self._n_queries += 1
+        self._n_candidates += len(cands)
         if not cands:
             return None
-        idx = np.fromiter(cands, dtype=np.int64, count=len(cands))
-        agree = (self._sigs[idx] == sig).sum(axis=1)
-        order = np.lexsort((idx, -agree))  # most similar first (early exit), then oldest
-        order = order[agree[order] >= self._min_agree]
+        if len(cands) <= 4:  # a few: the exact bounds below cost less than the numpy calls
+            ranked = [(0, j) for j in sorted(cands)]
+        else:  # most similar first (an early exit), then oldest: deterministic
+            idx = np.fromiter(cands, dtype=np.int64, count=len(cands))
+            agree = np.count_nonzero(self._sigs[idx] == sig, axis=1)
+            ok = agree >= self._min_agree
+            if not ok.any():
+                return None
+            ranked = sorted(zip((-agree[ok]).tolist(), idx[ok].tolist(), strict=True))
         m, t = len(toks), self.threshold
+        counts = collections.Counter(toks)
         masks: dict[int, int] = {}
         for i, tok in enumerate(toks):
             masks[tok] = masks.get(tok, 0) | (1 << i)
-        for j in idx[order].tolist():
+        for _, j in ranked:
             other = self._tokens[j]
             n = len(other)
             if 2 * min(m, n) / (m + n) < t:  # LCS <= the shorter length bounds F from above
+                continue
+            # LCS <= multiset overlap: an exact bound, a dict walk instead of the LCS
+            rest, overlap = dict(counts), 0
+            for tok in other:
+                if rest.get(tok, 0) > 0:
+                    rest[tok] -= 1
+                    overlap += 1
+            if 2 * overlap / (m + n) < t:
                 continue
             score = _fmeasure(_lcs_masks(masks, m, other), m, n)
             if score >= t:
@@ -285,14 +359,35 @@ class Deduplicator:
         self._sigs[j] = sig
         self._ids.append(rid)
         self._tokens.append(toks)
+        self._df.update(set(toks))
+        self._index(j, keys)
+        if len(self._ids) >= self._next_epoch:
+            self._new_epoch()
+
+    def _index(self, j: int, keys: list[int]) -> None:
         for table, key in zip(self._tables, keys, strict=True):
-            hit = table.get(key)
-            if hit is None:
-                table[key] = j
-            elif isinstance(hit, int):
-                table[key] = [hit, j]
-            else:
-                hit.append(j)
+            hit = table.setdefault(key, j)
+            if hit is not j:  # the key was there: a bucket of two or more rows
+                if type(hit) is int:
+                    table[key] = [hit, j]
+                else:
+                    hit.append(j)
+
+    def _new_epoch(self) -> None:
+        """Recompute the frequent tokens from the kept rows and re-sign the whole index."""
+        self._next_epoch *= 16
+        self._epoch += 1
+        cap = self.stop_df * len(self._ids)
+        _, stop = self._hashes()
+        stop[:] = False
+        stop[[t for t, c in self._df.items() if c > cap]] = True
+        self._tables = [{} for _ in range(self.num_bands)]
+        chunk = 50_000
+        for c0 in range(0, len(self._tokens), chunk):
+            _, sig = self._signatures(self._tokens[c0 : c0 + chunk])
+            self._sigs[c0 : c0 + len(sig)] = sig
+            for j, keys in enumerate(self._band_keys(sig), c0):
+                self._index(j, keys)
 
     def check(self, instruction: str) -> Duplicate | None:
         """The kept row this instruction duplicates, or None. Does not add it."""
@@ -313,12 +408,76 @@ class Deduplicator:
             self._insert(row_id, norm, toks, prep)
         return dup
 
+    def _bulk(self, items: list[tuple[str, str | None]], check: bool) -> list[tuple[int, Duplicate]]:
+        """check_and_add (or add) over (instruction, id) in order, signatures in bulk; a new
+        epoch changes the features, so what was prepared before it is prepared again. With
+        `workers` > 1 a forked process tokenises and signs the next chunks meanwhile."""
+        out: list[tuple[int, Duplicate]] = []
+        chunk = self._chunk
+        starts = range(0, len(items), chunk)
+        if self.workers < 2 or len(starts) < 3:
+            for c0 in starts:
+                part = items[c0 : c0 + chunk]
+                toks = [self._ids_of(instr) for instr, _ in part]
+                keys = [_exact_key(instr) for instr, _ in part]
+                self._run(part, c0, toks, keys, self._epoch, self._prepare(toks), check, out)
+            return out
+        pending: collections.deque[tuple[int, Any]] = collections.deque()
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            submitted = 0
+
+            def submit() -> None:
+                nonlocal submitted
+                if submitted < len(starts):
+                    texts = [instr for instr, _ in items[starts[submitted] : starts[submitted] + chunk]]
+                    args = (self._params, self._stop_tokens(), texts)
+                    pending.append((self._epoch, pool.apply_async(_worker_prepare, (args,))))
+                    submitted += 1
+
+            submit()
+            submit()
+            for c0 in starts:
+                epoch, job = pending.popleft()
+                keys, words, present, sig, bands = job.get()
+                submit()
+                vocab = self._vocab.__getitem__
+                toks = [tuple(map(vocab, w.split())) for w in words]
+                self._hashes()
+                preps = _assemble(len(toks), present, sig, bands.tolist())
+                part = items[c0 : c0 + chunk]
+                self._run(part, c0, toks, keys, epoch, preps, check, out)
+        return out
+
+    def _run(
+        self,
+        part: list[tuple[str, str | None]],
+        c0: int,
+        toks: list[tuple[int, ...]],
+        keys: list[str],
+        epoch: int,
+        preps: list[tuple[np.ndarray, list[int]] | None],
+        check: bool,
+        out: list[tuple[int, Duplicate]],
+    ) -> None:
+        k = 0
+        while k < len(part):
+            if epoch != self._epoch:  # prepared with other features: prepare the rest again
+                epoch, preps = self._epoch, [None] * k + self._prepare(toks[k:])
+            for i in range(k, len(part)):
+                instr, rid = part[i]
+                norm, prep = keys[i], preps[i]
+                dup = self._query(norm, toks[i], prep) if check else None
+                if dup is None:
+                    self._insert(rid or _row_id(instr, norm), norm, toks[i], prep)
+                else:
+                    out.append((c0 + i, dup))
+                k = i + 1
+                if self._epoch != epoch:
+                    break
+
     def add_many(self, rows: Iterable[tuple[str, str]]) -> None:
         """`add` for many (row_id, instruction) pairs, signatures computed in bulk."""
-        rows = list(rows)
-        toks = [self._ids_of(instr) for _, instr in rows]
-        for (rid, instr), t, prep in zip(rows, toks, self._prepare(toks), strict=True):
-            self._insert(rid, _exact_key(instr), t, prep)
+        self._bulk([(instr, rid) for rid, instr in rows], check=False)
 
     def find_duplicates(self, rows: Iterable[dict[str, Any] | str]) -> list[tuple[int, Duplicate]]:
         """`check_and_add` over rows in order (first occurrence kept, also against rows
@@ -326,21 +485,40 @@ class Deduplicator:
         (and `id`, else `row_id(instruction)` is used) or plain strings. Returns
         (position, Duplicate) for every row not kept."""
         items = [(r, None) if isinstance(r, str) else (r["instruction"], r.get("id")) for r in rows]
-        out = []
-        chunk = 50_000  # bounded memory for the bulk signatures
-        for c0 in range(0, len(items), chunk):
-            part = items[c0 : c0 + chunk]
-            toks = [self._ids_of(instr) for instr, _ in part]
-            for i, ((instr, rid), t, prep) in enumerate(
-                zip(part, toks, self._prepare(toks), strict=True), c0
-            ):
-                norm = _exact_key(instr)
-                dup = self._query(norm, t, prep)
-                if dup is None:
-                    self._insert(rid or row_id(instr), norm, t, prep)
-                else:
-                    out.append((i, dup))
-        return out
+        return self._bulk(items, check=True)
+
+
+def _assemble(
+    n: int, present: np.ndarray, sig: np.ndarray, band_keys: list[list[int]]
+) -> list[tuple[np.ndarray, list[int]] | None]:
+    out: list[tuple[np.ndarray, list[int]] | None] = [None] * n
+    for i, s, keys in zip(present.tolist(), sig, band_keys, strict=True):
+        out[i] = (s, keys)
+    return out
+
+
+_WORKER: Deduplicator | None = None  # the forked process's own hasher (its own vocabulary)
+
+
+def _worker_prepare(
+    args: tuple[dict[str, Any], frozenset[str], list[str]],
+) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Exact keys, tokens (space-joined) and signatures of a chunk, in another process.
+    Signatures only depend on token strings (blake2b) and the frequent-token set, not on
+    vocabulary ids, so they equal the parent's."""
+    global _WORKER
+    params, stop, texts = args
+    if _WORKER is None or _WORKER._params != params:
+        _WORKER = Deduplicator(**params)
+    d = _WORKER
+    d._set_stop(stop)
+    words = [" ".join(_TOKEN.findall(t.lower())) for t in texts]
+    toks = [tuple(map(d._vocab.__getitem__, w.split())) for w in words]
+    present, sig = d._signatures(toks)
+    with np.errstate(over="ignore"):
+        bands = sig.reshape(len(sig), d.num_bands, d.band_rows).astype(np.uint64)
+        band_keys = (bands * d._mix).sum(axis=2, dtype=np.uint64)
+    return [_exact_key(t) for t in texts], words, present, sig, band_keys
 
 
 def near_duplicate_pairs(

@@ -3,6 +3,7 @@ brute force on the original 1,000 rows, determinism."""
 
 from __future__ import annotations
 
+import collections
 import random
 
 import pytest
@@ -164,3 +165,32 @@ def test_add_many_rebuilds_an_equivalent_index(ref_instructions):
     assert len(rebuilt) == len(streamed)
     for t in ref_instructions[300:600]:
         assert rebuilt.check(t) == streamed.check(t)
+
+
+def test_multiset_overlap_bounds_rouge_l(ref_instructions):
+    # the exact pre-filter the index relies on: LCS <= multiset overlap, so Dice >= F
+    rng = random.Random(3)
+    toks = [rouge_tokens(t) for t in ref_instructions]
+    for _ in range(2000):
+        a, b = rng.sample(toks, 2)
+        overlap = sum((collections.Counter(a) & collections.Counter(b)).values())
+        assert lcs_length(a, b) <= overlap
+        assert rouge_l(a, b) <= 2 * overlap / (len(a) + len(b)) + 1e-12
+
+
+def test_frequent_tokens_epochs_keep_batch_and_stream_equal(ref_instructions):
+    # a tiny epoch forces several recomputations of the frequent-token set mid-stream
+    texts = ref_instructions[:500] + [A, B, A_NEAR]
+    stream = Deduplicator(epoch_rows=32)
+    expected = [(i, dup) for i, t in enumerate(texts) if (dup := stream.check_and_add(str(i), t)) is not None]
+    assert stream._stop.any()  # the index did leave frequent tokens out of its features
+    batch = Deduplicator(epoch_rows=32).find_duplicates(
+        [{"id": str(i), "instruction": t} for i, t in enumerate(texts)]
+    )
+    assert batch == expected
+    assert batch[-1][0] == len(texts) - 1 and batch[-1][1].kind == "near"  # A_NEAR, after the epochs
+    rebuilt = Deduplicator(epoch_rows=32)
+    rebuilt.add_many((str(i), t) for i, t in enumerate(texts) if i not in dict(expected))
+    assert len(rebuilt) == len(stream)
+    for t in ref_instructions[500:700]:
+        assert rebuilt.check(t) == stream.check(t)

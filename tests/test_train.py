@@ -140,24 +140,6 @@ def test_card_renders_and_parses(trained):
     assert "| rougeL | 0.31 | 0.52 |" in card.text
 
 
-def test_resume_refuses_other_run_and_same_run_without_flag(trained, capsys):
-    from taskdecomp.trainer.cli import main
-
-    out, data = trained
-    base = ["--dataset", str(data), "--recipe", "smollm2-135m-cpu", "--output-dir", str(out)]
-    assert main(base + _flags(small_overrides(learning_rate=1e-3))) == 2
-    assert "holds a different run" in capsys.readouterr().err
-    assert main(base + _flags(small_overrides())) == 2
-    assert "already holds this run" in capsys.readouterr().err
-
-
-def _flags(values: dict) -> list[str]:
-    argv = []
-    for k, v in values.items():
-        argv += [f"--{k.replace('_', '-')}", str(v)]
-    return argv
-
-
 @pytest.mark.usefixtures("model_cache")
 def test_collated_labels_are_the_completions_with_eos(tmp_path):
     """One packed, collated batch of the CPU recipe: loss on the completions only, EOS included."""

@@ -117,3 +117,22 @@ def test_fallback_chat_template_and_pad():
     full = tok.apply_chat_template(pc["prompt"] + pc["completion"], tokenize=False)
     assert full.startswith(prompt) and prompt.endswith("### Response:\n")
     assert full[len(prompt) :].startswith("1. Draw it [image generation]</s>")
+
+
+def test_output_dir_of_another_run(tmp_path, capsys):
+    """A folder holding a run: a different config is refused, the same one needs --resume."""
+    from taskdecomp.config import parse_config
+    from taskdecomp.trainer.cli import load_recipe
+    from taskdecomp.trainer.config import TrainConfig
+    from taskdecomp.trainer.train import _save_config
+
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["--dataset", "x", "--recipe", "smollm2-135m-cpu", "--output-dir", str(out), "--max-steps", "9"]
+    _save_config(parse_config(TrainConfig, argv, prog="t", base=load_recipe("smollm2-135m-cpu")), out)
+    code, err = _run([*argv, "--learning-rate", "0.01"], capsys)
+    assert code == 2 and "holds a different run (differs in: learning_rate)" in err, err
+    code, err = _run(argv, capsys)
+    assert code == 2 and "already holds this run; pass --resume" in err, err
+    code, err = _run([*argv, "--push", "--repo-id", "alice/x"], capsys)  # push settings are not the run
+    assert code == 2 and "no Hugging Face token" in err, err

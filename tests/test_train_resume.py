@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from train_fixture import make_dataset, model_cache, small_overrides  # noqa: F401  (fixture)
+from train_fixture import flags_for, make_dataset, model_cache, small_overrides  # noqa: F401  (fixture)
 
 from hub_server import DEFAULT_TOKEN, HubServer
 
@@ -29,9 +29,7 @@ def _cmd(ds, out, *extra: str) -> list[str]:
         "smollm2-135m-cpu",
     ]
     argv += ["--output-dir", str(out), "--quiet"]
-    for key, value in flags.items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
-    return argv + list(extra)
+    return argv + flags_for(flags) + list(extra)
 
 
 @pytest.mark.usefixtures("model_cache")
@@ -57,7 +55,7 @@ def test_kill_9_then_resume(tmp_path):
 
     # The resumed run also pushes (one commit to a Hub on 127.0.0.1, through HF_ENDPOINT).
     with HubServer() as hub:
-        env = dict(env, **hub.env(), HF_TOKEN=DEFAULT_TOKEN)
+        env = {**env, **hub.env()}  # HF_ENDPOINT, HF_TOKEN (the server's test token)
         push = ("--push", "--repo-id", "alice/smol-decomposer")
         done = subprocess.run(
             _cmd(ds, out, "--resume", *push), env=env, capture_output=True, text=True, timeout=600

@@ -64,3 +64,15 @@ def small_overrides(**extra) -> dict:
     }
     values.update(extra)
     return values
+
+
+def flags_for(values: dict) -> list[str]:
+    """CLI flags for TrainConfig values (bools as --x / --no-x)."""
+    argv: list[str] = []
+    for key, value in values.items():
+        flag = key.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            argv += [f"--{flag}", str(value)]
+    return argv
