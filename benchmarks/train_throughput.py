@@ -53,7 +53,8 @@ class CountingCollator:
         return batch
 
 
-def run_variant(variant: str, dataset: Path, steps: int, recipe: str, out: Path) -> dict:
+def run_variant(variant: str, dataset: Path, steps: int, recipe: str, out: Path, base_model: str | None) -> dict:
+    import torch
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
@@ -64,7 +65,9 @@ def run_variant(variant: str, dataset: Path, steps: int, recipe: str, out: Path)
     from taskdecomp.trainer.models import keep_reference_cpu_kernels, load_base_model
     from taskdecomp.trainer.train import lora_config, sft_config
 
-    cfg = parse_config(TrainConfig, ["--max-steps", str(steps)], prog="bench", base=load_recipe(recipe))
+    flags = ["--max-steps", str(steps)] + (["--base-model", base_model] if base_model else [])
+    cfg = parse_config(TrainConfig, flags, prog="bench", base=load_recipe(recipe))
+    cuda = cfg.device == "cuda" and torch.cuda.is_available()
     train_ds, _ = load_splits(str(dataset))
     model, tok = load_base_model(cfg.base_model, quantize_4bit=cfg.quantize_4bit, dtype=cfg.dtype)
     keep_reference_cpu_kernels(model)
@@ -79,8 +82,8 @@ def run_variant(variant: str, dataset: Path, steps: int, recipe: str, out: Path)
             max_steps=steps,
             per_device_train_batch_size=3,
             learning_rate=cfg.learning_rate,
-            use_cpu=True,
-            bf16=False,
+            use_cpu=not cuda,
+            bf16=cuda,
             report_to="none",
             save_strategy="no",
             disable_tqdm=True,
@@ -106,6 +109,7 @@ def run_variant(variant: str, dataset: Path, steps: int, recipe: str, out: Path)
         "tokens_per_s": counter.real / seconds,
         "padding_fraction": 1 - counter.real / max(counter.total, 1),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_vram_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0,
     }
 
 
@@ -114,12 +118,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rows", type=int, default=48)
     parser.add_argument("--recipe", default="smollm2-135m-cpu")
+    parser.add_argument("--base-model", help="override the recipe's base model (e.g. a local folder)")
     parser.add_argument("--variant", choices=["ours", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--dataset", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:  # child process: one variant, JSON on the last stdout line
         with tempfile.TemporaryDirectory() as tmp:
-            result = run_variant(args.variant, Path(args.dataset), args.steps, args.recipe, Path(tmp))
+            result = run_variant(args.variant, Path(args.dataset), args.steps, args.recipe, Path(tmp), args.base_model)
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,21 +133,23 @@ def main() -> None:
         for variant in ("baseline", "ours"):
             cmd = [sys.executable, __file__, "--variant", variant, "--dataset", str(dataset)]
             cmd += ["--steps", str(args.steps), "--recipe", args.recipe]
+            cmd += ["--base-model", args.base_model] if args.base_model else []
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 sys.exit(f"{variant} failed:\n{proc.stderr[-3000:]}")
             results[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
     ours, base = results["ours"], results["baseline"]
-    print(f"{'':10} {'tokens/s':>9} {'s/step':>7} {'padding':>8} {'peak RSS':>9}")
+    print(f"{'':10} {'tokens/s':>9} {'s/step':>7} {'padding':>8} {'peak RSS':>9} {'peak VRAM':>10}")
     for name, r in (("baseline", base), ("ours", ours)):
         print(
             f"{name:10} {r['tokens_per_s']:9.1f} {r['s_per_step']:7.2f} "
-            f"{r['padding_fraction']:8.1%} {r['peak_rss_mb']:7.0f}MB"
+            f"{r['padding_fraction']:8.1%} {r['peak_rss_mb']:7.0f}MB {r['peak_vram_mb']:8.0f}MB"
         )
     print(
         f"ratios (ours/baseline): tokens/s x{ours['tokens_per_s'] / base['tokens_per_s']:.2f}, "
         f"padding {ours['padding_fraction']:.1%} vs {base['padding_fraction']:.1%}, "
         f"peak RSS x{ours['peak_rss_mb'] / base['peak_rss_mb']:.2f}"
+        + (f", peak VRAM x{ours['peak_vram_mb'] / base['peak_vram_mb']:.2f}" if base["peak_vram_mb"] else "")
     )
 
 

@@ -21,7 +21,7 @@ the exact ROUGE-L. Signatures are computed with numpy in bulk (`find_duplicates`
 
 Cost: about 100-250 us per checked row in CPython (tokens, signature, 32 band lookups,
 insertion), plus candidates that grow slowly with the index on templated text (the
-offline backend: ~8 per query at 100,000 kept rows, ~70 at 500,000): measured in
+offline backend: ~14 per query at 100,000 kept rows, ~68 at 500,000): measured in
 benchmarks/dedup.py, which does not reach 500,000 rows in 60 s (see its output).
 
 Tokens follow `rouge_score`'s tokenizer without stemming, exactly (lower-case, every run
@@ -37,7 +37,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import itertools
-import multiprocessing
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -156,17 +155,19 @@ class Deduplicator:
     Jaccard >= t/(2-t) (0.538 at 0.7): the candidate stage has a floor that does not depend
     on the data. Once the index holds `epoch_rows` rows, tokens in more than `stop_df` of the
     kept rows (function words, a generator's template words) are left out of the features:
-    unrelated rows share mostly those, so this keeps candidates per query about constant as
-    the index grows. The frequent-token set is recomputed (and every kept row re-signed) each
-    time the index doubles, so it only depends on the rows kept, in order: deterministic, and
-    every signature in the index is made with the same set as the query's.
+    unrelated rows share mostly those, so this slows the growth of candidates per query with
+    the index (it still grows: ~14 at 100,000 offline rows, ~68 at 500,000). The frequent-token
+    set is recomputed (and every kept row re-signed) each time the index grows 16-fold, so it
+    only depends on the rows kept, in order: deterministic, and every signature in the index
+    is made with the same set as the query's. The price: near-duplicates whose shared words
+    are mostly frequent ones can be missed in a large index (below `epoch_rows`, never).
 
     Candidates: MinHash-LSH, `num_bands` bands of `band_rows` values; then the fraction of
     all MinHash values shared (>= `min_jaccard`, vectorised), then the exact multiset-overlap
     bound (Dice >= t, a necessary condition), then the exact ROUGE-L (bit-parallel LCS).
     """
 
-    _chunk = 10_000  # rows signed per bulk step: bounded memory, and the worker's unit
+    _chunk = 10_000  # rows signed per bulk step: bounded memory
 
     def __init__(
         self,
@@ -178,21 +179,10 @@ class Deduplicator:
         stop_df: float = 0.05,
         epoch_rows: int = 4096,
         seed: int = 0,
-        workers: int = 1,
     ) -> None:
         if not 0 < threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         self.threshold = threshold
-        self.workers = workers  # processes for find_duplicates/add_many on large inputs
-        self._params = {
-            "threshold": threshold,
-            "num_bands": num_bands,
-            "band_rows": band_rows,
-            "min_jaccard": min_jaccard,
-            "stop_df": stop_df,
-            "epoch_rows": epoch_rows,
-            "seed": seed,
-        }
         self.num_bands, self.band_rows = num_bands, band_rows
         self.stop_df, self._next_epoch = stop_df, epoch_rows
         k = num_bands * band_rows
@@ -280,16 +270,6 @@ class Deduplicator:
     def _prepare(self, token_ids: Sequence[tuple[int, ...]]) -> list[tuple[np.ndarray, list[int]] | None]:
         present, sig = self._signatures(token_ids)
         return _assemble(len(token_ids), present, sig, self._band_keys(sig))
-
-    def _stop_tokens(self) -> frozenset[str]:
-        _, stop = self._hashes()
-        return frozenset(tok for tok, i in self._vocab.items() if stop[i])
-
-    def _set_stop(self, tokens: frozenset[str]) -> None:
-        ids = [self._vocab[t] for t in tokens]
-        _, stop = self._hashes()
-        stop[:] = False
-        stop[ids] = True
 
     # --- the index ----------------------------------------------------------------------
     def _query(
@@ -410,42 +390,14 @@ class Deduplicator:
 
     def _bulk(self, items: list[tuple[str, str | None]], check: bool) -> list[tuple[int, Duplicate]]:
         """check_and_add (or add) over (instruction, id) in order, signatures in bulk; a new
-        epoch changes the features, so what was prepared before it is prepared again. With
-        `workers` > 1 a forked process tokenises and signs the next chunks meanwhile."""
+        epoch changes the features, so what was prepared before it is prepared again."""
         out: list[tuple[int, Duplicate]] = []
         chunk = self._chunk
-        starts = range(0, len(items), chunk)
-        if self.workers < 2 or len(starts) < 3:
-            for c0 in starts:
-                part = items[c0 : c0 + chunk]
-                toks = [self._ids_of(instr) for instr, _ in part]
-                keys = [_exact_key(instr) for instr, _ in part]
-                self._run(part, c0, toks, keys, self._epoch, self._prepare(toks), check, out)
-            return out
-        pending: collections.deque[tuple[int, Any]] = collections.deque()
-        with multiprocessing.get_context("fork").Pool(1) as pool:
-            submitted = 0
-
-            def submit() -> None:
-                nonlocal submitted
-                if submitted < len(starts):
-                    texts = [instr for instr, _ in items[starts[submitted] : starts[submitted] + chunk]]
-                    args = (self._params, self._stop_tokens(), texts)
-                    pending.append((self._epoch, pool.apply_async(_worker_prepare, (args,))))
-                    submitted += 1
-
-            submit()
-            submit()
-            for c0 in starts:
-                epoch, job = pending.popleft()
-                keys, words, present, sig, bands = job.get()
-                submit()
-                vocab = self._vocab.__getitem__
-                toks = [tuple(map(vocab, w.split())) for w in words]
-                self._hashes()
-                preps = _assemble(len(toks), present, sig, bands.tolist())
-                part = items[c0 : c0 + chunk]
-                self._run(part, c0, toks, keys, epoch, preps, check, out)
+        for c0 in range(0, len(items), chunk):
+            part = items[c0 : c0 + chunk]
+            toks = [self._ids_of(instr) for instr, _ in part]
+            keys = [_exact_key(instr) for instr, _ in part]
+            self._run(part, c0, toks, keys, self._epoch, self._prepare(toks), check, out)
         return out
 
     def _run(
@@ -495,30 +447,6 @@ def _assemble(
     for i, s, keys in zip(present.tolist(), sig, band_keys, strict=True):
         out[i] = (s, keys)
     return out
-
-
-_WORKER: Deduplicator | None = None  # the forked process's own hasher (its own vocabulary)
-
-
-def _worker_prepare(
-    args: tuple[dict[str, Any], frozenset[str], list[str]],
-) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """Exact keys, tokens (space-joined) and signatures of a chunk, in another process.
-    Signatures only depend on token strings (blake2b) and the frequent-token set, not on
-    vocabulary ids, so they equal the parent's."""
-    global _WORKER
-    params, stop, texts = args
-    if _WORKER is None or _WORKER._params != params:
-        _WORKER = Deduplicator(**params)
-    d = _WORKER
-    d._set_stop(stop)
-    words = [" ".join(_TOKEN.findall(t.lower())) for t in texts]
-    toks = [tuple(map(d._vocab.__getitem__, w.split())) for w in words]
-    present, sig = d._signatures(toks)
-    with np.errstate(over="ignore"):
-        bands = sig.reshape(len(sig), d.num_bands, d.band_rows).astype(np.uint64)
-        band_keys = (bands * d._mix).sum(axis=2, dtype=np.uint64)
-    return [_exact_key(t) for t in texts], words, present, sig, band_keys
 
 
 def near_duplicate_pairs(

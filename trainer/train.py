@@ -11,6 +11,7 @@ EOS, packing, padding-free batches, checkpoint/resume, schedulers, DDP under `ac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -151,6 +152,21 @@ def lora_config(cfg: TrainConfig, model: Any) -> Any:
     )
 
 
+def _checkpointing_args(config_cls: Any, enabled: bool) -> dict[str, Any]:
+    """transformers >= 5.2x renamed gradient_checkpointing to activation_checkpointing (the old
+    name warns); older releases only know the old name."""
+    kwargs = {"use_reentrant": False} if enabled else None
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    if "activation_checkpointing" in names:
+        # TRL's default gradient_checkpointing=True would otherwise warn and override
+        return {
+            "gradient_checkpointing": None,
+            "activation_checkpointing": enabled,
+            "activation_checkpointing_kwargs": kwargs,
+        }
+    return {"gradient_checkpointing": enabled, "gradient_checkpointing_kwargs": kwargs}
+
+
 def sft_config(cfg: TrainConfig, out: Path, *, has_eval: bool) -> Any:
     import torch
     from trl import SFTConfig
@@ -171,10 +187,7 @@ def sft_config(cfg: TrainConfig, out: Path, *, has_eval: bool) -> Any:
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
         optim=cfg.optim,
-        # transformers 5 renamed gradient_checkpointing; TRL's default (True) would warn otherwise.
-        gradient_checkpointing=None,
-        activation_checkpointing=cfg.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
+        **_checkpointing_args(SFTConfig, cfg.gradient_checkpointing),
         # Prompt-completion data: loss on the completion only (its end-of-turn/EOS token included).
         completion_only_loss=True,
         max_length=cfg.max_length,
