@@ -50,3 +50,17 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra)
     return env
+
+
+def pytest_configure(config):
+    """One cache of the tiny model's GGUF → safetensors conversion (~40 s) for the whole session
+    (and later runs, under .pytest_cache), whatever HF_HOME each test gets."""
+    if os.environ.get("TASKDECOMP_MODEL_CACHE"):
+        return
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        os.environ["TASKDECOMP_MODEL_CACHE"] = str(cache.mkdir("taskdecomp-models"))
+    else:
+        import tempfile
+
+        os.environ["TASKDECOMP_MODEL_CACHE"] = tempfile.mkdtemp(prefix="taskdecomp-models-")
