@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30.0, help="seconds per throughput scenario (two run)")
     ap.add_argument("--latency", type=float, default=0.2)
-    ap.add_argument("--rows-per-call", type=int, default=5)
+    ap.add_argument("--rows-per-call", type=int, default=10)
     ap.add_argument("--fail", type=float, default=0.1)
     ap.add_argument(
         "--window", type=float, default=30.0, help="server's sliding rate-limit window in seconds"

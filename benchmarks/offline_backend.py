@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from rouge_score import rouge_scorer, tokenize
+
 from taskdecomp.dataset_builder.offline import generate_rows
 from taskdecomp.dataset_builder.sampler import plan_quotas
 

@@ -53,7 +53,9 @@ class CountingCollator:
         return batch
 
 
-def run_variant(variant: str, dataset: Path, steps: int, recipe: str, out: Path, base_model: str | None) -> dict:
+def run_variant(
+    variant: str, dataset: Path, steps: int, recipe: str, out: Path, base_model: str | None
+) -> dict:
     import torch
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -124,7 +126,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.variant:  # child process: one variant, JSON on the last stdout line
         with tempfile.TemporaryDirectory() as tmp:
-            result = run_variant(args.variant, Path(args.dataset), args.steps, args.recipe, Path(tmp), args.base_model)
+            result = run_variant(
+                args.variant, Path(args.dataset), args.steps, args.recipe, Path(tmp), args.base_model
+            )
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskdecomp.hub.push import publish_dataset, validate_repo_id
-
 from taskdecomp.cli import entrypoint
 from taskdecomp.config import parse_config
 from taskdecomp.errors import ConfigError
+from taskdecomp.hub.push import publish_dataset, validate_repo_id
 from taskdecomp.reporter import Reporter
 
 __all__ = ["PublishConfig", "main"]

@@ -24,9 +24,9 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, co
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, RepositoryNotFoundError
 from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 from huggingface_hub.utils import validate_repo_id as _hf_validate_repo_id
-from taskdecomp.loader_script.card import require_built, shard_files, write_dataset_card
 
 from taskdecomp.errors import AuthError, ConfigError, HubError, InputError, redact
+from taskdecomp.loader_script.card import require_built, shard_files, write_dataset_card
 from taskdecomp.reporter import Reporter
 
 __all__ = ["resolve_token", "validate_repo_id", "push_files", "publish_dataset", "dataset_url"]

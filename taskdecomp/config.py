@@ -164,7 +164,7 @@ def parse_config(
     parser = make_parser(cls, prog=prog, description=description, positionals=positionals)
     ns = vars(parser.parse_args(argv))
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     values: dict[str, Any] = {}
     layers: list[tuple[str, dict[str, Any]]] = []
     if base:

@@ -25,7 +25,9 @@ def _ids(out: Path) -> list[str]:
 
 def test_offline_end_to_end_200(tmp_path):
     out = tmp_path / "ds"
-    proc = subprocess.run([*BUILD, "--n", "200", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*BUILD, "--n", "200", "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert "offline backend" in proc.stderr  # auto said what it picked, in one line
     ds = datasets.load_dataset(str(out))

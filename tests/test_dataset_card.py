@@ -10,15 +10,16 @@ import datasets
 import huggingface_hub
 import pyarrow.parquet as pq
 import pytest
-from dataset_fixture import build_fixture
-from hub_server import HubServer
 from huggingface_hub import DatasetCard
 from matplotlib import image as mpimg
+
 from taskdecomp.dataset_builder.output import coverage_table
+from taskdecomp.errors import InputError
 from taskdecomp.loader_script.card import write_dataset_card
 from taskdecomp.loader_script.features import ALPACA_COLUMNS
 
-from taskdecomp.errors import InputError
+from dataset_fixture import build_fixture
+from hub_server import HubServer
 
 REPO_ID = "alice/task-decomposition"
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import huggingface_hub
 import pytest
-from dataset_fixture import build_fixture
-from hub_server import DEFAULT_TOKEN, HubServer
+
+from taskdecomp.errors import AuthError, ConfigError, InputError
 from taskdecomp.hub import push_files, resolve_token, validate_repo_id
 from taskdecomp.hub.cli import main
 
-from taskdecomp.errors import AuthError, ConfigError, InputError
+from dataset_fixture import build_fixture
+from hub_server import DEFAULT_TOKEN, HubServer
 
 
 @pytest.fixture
@@ -146,9 +147,9 @@ def test_push_of_a_missing_file_is_refused_before_the_network(hub, tmp_path) -> 
 
 
 def test_unreachable_hub(tmp_path, monkeypatch) -> None:
-    from conftest import free_port
-
     from taskdecomp.errors import HubError
+
+    from conftest import free_port
 
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")
     (tmp_path / "a.txt").write_text("x")

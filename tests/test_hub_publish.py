@@ -14,12 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
-from dataset_fixture import build_fixture
-from hub_server import HubServer
+
 from taskdecomp.dataset_builder import output
 from taskdecomp.hub import publish_dataset
 from taskdecomp.loader_script.features import ALPACA_COLUMNS
+
+from conftest import subprocess_env
+from dataset_fixture import build_fixture
+from hub_server import HubServer
 
 REPO_ID = "alice/task-decomposition"
 BIN = Path(sys.executable).parent

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from hub_server import DEFAULT_TOKEN, HubServer
 from huggingface_hub import CommitOperationAdd, HfApi, HfFileSystem, hf_hub_download
 from huggingface_hub.errors import (
     HfHubHTTPError,
@@ -17,6 +16,8 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+
+from hub_server import DEFAULT_TOKEN, HubServer
 
 REPO = "alice/demo"
 

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import datasets
 import pytest
-from conftest import REFERENCE_DATA, reference_rows, subprocess_env
 from rouge_score import rouge_scorer
+
 from taskdecomp.dataset_builder.dedup import rouge_l, rouge_tokens
 from taskdecomp.dataset_builder.import_cli import main
 from taskdecomp.dataset_builder.importer import discover, repair_output
-
 from taskdecomp.schema import row_id, schema_errors
+
+from conftest import REFERENCE_DATA, reference_rows, subprocess_env
 
 STATS_KEYS = {
     "n_rows", "splits", "coverage", "rejects", "duplicates", "usage", "requests", "cost_usd", "wall_time_s",

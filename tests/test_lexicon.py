@@ -31,10 +31,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import reference_rows
 
 from taskdecomp.lexicon import infer_step
 from taskdecomp.schema import MODALITIES, OPERATIONS, _split_numbered
+
+from conftest import reference_rows
 
 LABELS = Path(__file__).parent / "data" / "lexicon_labels.jsonl"
 

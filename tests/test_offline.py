@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from taskdecomp.dataset_builder.backend import Backend, GenerationRequest
 from taskdecomp.dataset_builder.offline import OfflineBackend, generate_rows, vocabulary
 from taskdecomp.dataset_builder.taxonomy import CELLS, MAX_STEPS, Cell
-
 from taskdecomp.schema import classify_structure, make_row, schema_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

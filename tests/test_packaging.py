@@ -13,7 +13,18 @@ REPO = Path(__file__).resolve().parents[1]
 def test_wheel_carries_templates_and_installs_under_one_package(tmp_path):
     wheel_dir = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheel_dir),
+            str(REPO),
+        ],
         check=True,
         timeout=300,
     )
@@ -29,8 +40,17 @@ def test_wheel_carries_templates_and_installs_under_one_package(tmp_path):
     ):
         assert needed in names, needed
     assert any(n.startswith("taskdecomp/prompts/") and n.endswith(".j2") for n in names)
-    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    for script in ("build-dataset", "import-dataset", "publish-dataset", "train-adapter", "evaluate-adapter", "decompose"):
+    entry_points = (
+        zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    )
+    for script in (
+        "build-dataset",
+        "import-dataset",
+        "publish-dataset",
+        "train-adapter",
+        "evaluate-adapter",
+        "decompose",
+    ):
         assert f"{script} = taskdecomp." in entry_points
 
     # the installed (non-editable) copy reads its templates from the install location
@@ -42,8 +62,10 @@ def test_wheel_carries_templates_and_installs_under_one_package(tmp_path):
     )
     code = (
         "import taskdecomp, taskdecomp.prompts as p, taskdecomp.schema as s;"
-        "assert taskdecomp.__file__.startswith(%r), taskdecomp.__file__;"
+        f"assert taskdecomp.__file__.startswith({str(target)!r}), taskdecomp.__file__;"
         "assert 'decompose' in p.read('decompose_system.txt');"
-        "assert s.row_schema()['title']" % str(target)
+        "assert s.row_schema()['title']"
     )
-    subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"], check=True)
+    subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"], check=True
+    )

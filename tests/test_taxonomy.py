@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from taskdecomp.dataset_builder.sampler import cell_weights, load_weights, plan_quotas
 from taskdecomp.dataset_builder.taxonomy import CELLS, COMBINATION_KEYS, COMBINATIONS, Cell
-
 from taskdecomp.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
