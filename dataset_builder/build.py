@@ -44,6 +44,7 @@ class BuildSummary:
     n_rows: int
     stats: dict[str, Any]
     stopped: str | None = None  # why the build stopped short of --n (budget), else None
+    url: str | None = None  # the Hub dataset page after --push
 
 
 # --- choosing the backend ---------------------------------------------------------------
@@ -562,5 +563,5 @@ def _write_outputs(
         from taskdecomp.hub import publish_dataset
 
         url = publish_dataset(out, cfg.repo_id, private=cfg.private, revision=cfg.revision, reporter=reporter)
-        reporter.result(f"published: {url}")
+        return BuildSummary(out, len(rows), stats, run.stopped, url)
     return BuildSummary(out, len(rows), stats, run.stopped)

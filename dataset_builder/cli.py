@@ -29,7 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         planned = build_mod.plan(cfg, reporter)
         print(json.dumps(planned, indent=2))
         return 0
-    build_mod.build(cfg, reporter)
+    summary = build_mod.build(cfg, reporter)
+    if summary.url:
+        print(summary.url)  # the one result a script wants, even with --quiet
     return 0
 
 

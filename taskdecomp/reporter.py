@@ -19,6 +19,7 @@ __all__ = ["Reporter", "Progress"]
 class Progress:
     def __init__(self, reporter: Reporter, total: int, desc: str, initial: int = 0) -> None:
         self.reporter, self.total, self.desc, self.n = reporter, total, desc, initial
+        self._initial = initial
         self.postfix: dict[str, Any] = {}
         self._bar = None
         self._last = 0.0
@@ -45,7 +46,12 @@ class Progress:
 
     def line(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.postfix.items())
-        return f"{self.desc}: {self.n}/{self.total} {extra}".rstrip()
+        done = self.n - self._initial
+        elapsed = time.monotonic() - self._t0
+        eta = ""
+        if 0 < done and self.n < self.total:
+            eta = f" eta={(self.total - self.n) * elapsed / done:.0f}s"
+        return f"{self.desc}: {self.n}/{self.total} {extra}{eta}".rstrip()
 
     def close(self) -> None:
         if self._bar is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -137,3 +138,28 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     assert not (out / "data").exists()  # nothing half-written
     assert subprocess.run([*BUILD, "--n", "300", "--out", str(out), "--quiet"], timeout=300).returncode == 0
     assert len(set(_ids(out))) == 300
+
+
+def test_build_with_push_publishes_to_the_hub(tmp_path):
+    from hub_server import DEFAULT_TOKEN, HubServer
+
+    out = tmp_path / "ds"
+    with HubServer() as server:
+        env = {**os.environ, **server.env()}
+        args = [*BUILD, "--n", "45", "--out", str(out), "--quiet", "--push"]
+        missing = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+        assert missing.returncode == 2 and "--repo-id" in missing.stderr  # refused before building
+        assert not out.exists()
+        done = subprocess.run(
+            [*args, "--repo-id", "alice/task-decomposition"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        files = server.files("alice/task-decomposition")
+    assert "/datasets/alice/task-decomposition" in done.stdout + done.stderr
+    assert {"README.md", "coverage.png", "data/train-00000-of-00001.parquet"} <= set(files)
+    assert DEFAULT_TOKEN not in done.stdout + done.stderr
+    assert DEFAULT_TOKEN.encode() not in files["README.md"]
