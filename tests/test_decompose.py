@@ -105,8 +105,7 @@ def test_cli_bad_input_exits_2_with_one_line(capsys):
 def test_cli_with_the_real_tiny_model(tmp_path_factory, capsys, monkeypatch):
     """The base tiny model (no adapter): each line is a schema-valid row or an explicit error;
     a single task is a valid row (exit 0) or one error line (exit 2), never a broken plan."""
-    # the dequantised model is cached once per test session (shared with test_evaluate_adapter)
-    monkeypatch.setenv("TASKDECOMP_MODEL_CACHE", str(tmp_path_factory.getbasetemp() / "taskdecomp-models"))
+    # the dequantised model is cached once per test session (conftest.pytest_configure)
     monkeypatch.setattr(
         "sys.stdin", io.StringIO(TASK + "\n\nWrite a poem about the sea and record it as audio.\n")
     )

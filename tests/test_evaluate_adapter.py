@@ -9,6 +9,7 @@ adapter's column must differ from it.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,9 @@ def dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model_cache(tmp_path_factory) -> Path:
-    # One dequantised-model cache for the session (the autouse fixture gives each test a fresh
-    # HF_HOME, where the cache would otherwise live); test_decompose uses the same folder.
-    return tmp_path_factory.getbasetemp() / "taskdecomp-models"
+    # One dequantised-model cache for the session, set up in conftest.pytest_configure (the
+    # autouse fixture gives each test a fresh HF_HOME, where the cache would otherwise live).
+    return Path(os.environ["TASKDECOMP_MODEL_CACHE"])
 
 
 @pytest.fixture(scope="module")
