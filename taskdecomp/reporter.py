@@ -49,7 +49,7 @@ class Progress:
         done = self.n - self._initial
         elapsed = time.monotonic() - self._t0
         eta = ""
-        if 0 < done and self.n < self.total:
+        if done > 0 and self.n < self.total:
             eta = f" eta={(self.total - self.n) * elapsed / done:.0f}s"
         return f"{self.desc}: {self.n}/{self.total} {extra}{eta}".rstrip()
 
