@@ -314,7 +314,7 @@ class _Run:
             return False
         # the dearest request so far stands for each one in flight (prompts grow as `avoid`
         # fills, so an average would overshoot); warm-up sends one request before any fan-out
-        per_request = self.max_request_cost
+        per_request = 1.25 * self.max_request_cost  # headroom: later prompts carry longer `avoid` lists
         if self.cost + (in_flight + 1) * per_request > self.cfg.max_cost:
             self.stopped = (
                 f"stopped at the --max-cost budget (${self.cost:.2f} of ${self.cfg.max_cost:.2f}); "
