@@ -124,6 +124,7 @@ class _Issued:
     k: int
     pending: Awaitable[GenerationResult] | GenerationResult
     from_journal: bool
+    reserved: float = 0.0  # worst-case cost held against --max-cost while in flight
 
 
 @dataclass
@@ -278,16 +279,13 @@ class _Run:
         self.cost = 0.0
         self.sent = 0  # requests paid for in this invocation
         self.replayed = 0
-        self.n_committed = 0
-        self.max_request_cost = 0.0
+        self.in_flight_reserved = 0.0
         self.stopped: str | None = None
         self.t0 = time.monotonic()
         self.progress = reporter.progress(cfg.n, "rows")
 
     # bookkeeping for every result, journaled or new
     def _account(self, result: GenerationResult) -> None:
-        self.n_committed += 1
-        self.max_request_cost = max(self.max_request_cost, result.cost_usd)
         self.usage = self.usage + result.usage
         self.cost += result.cost_usd
 
@@ -309,13 +307,24 @@ class _Run:
             cost=f"${self.cost:.2f}",
         )
 
-    def _over_budget(self, in_flight: int) -> bool:
+    def worst_case_cost(self, request: GenerationRequest, *, batch: bool = False) -> float:
+        """An upper bound on what one request can bill: its prompt (estimated from the rendered
+        text, +25 %) and a completion of `max_tokens`, which the backend sets on every call."""
+        price = getattr(self.backend, "price", None)
+        if self.cfg.max_cost is None or price is None:
+            return 0.0
+        from .openai_backend import _max_tokens, estimate_request_tokens
+        from .pricing import cost as price_cost
+
+        prompt, _ = estimate_request_tokens(request, request.n_rows)
+        return price_cost(Usage(int(prompt * 1.25), _max_tokens(request.n_rows)), price, batch=batch)
+
+    def _over_budget(self, reserved: float) -> bool:
+        """True (and say so) when committed spend + what is in flight + `reserved` could pass
+        --max-cost. In-flight requests count at their worst case, so the budget holds."""
         if self.cfg.max_cost is None:
             return False
-        # the dearest request so far stands for each one in flight (prompts grow as `avoid`
-        # fills, so an average would overshoot); warm-up sends one request before any fan-out
-        per_request = 1.25 * self.max_request_cost  # headroom: later prompts carry longer `avoid` lists
-        if self.cost + (in_flight + 1) * per_request > self.cfg.max_cost:
+        if self.cost + self.in_flight_reserved + reserved > self.cfg.max_cost:
             self.stopped = (
                 f"stopped at the --max-cost budget (${self.cost:.2f} of ${self.cfg.max_cost:.2f}); "
                 f"raise --max-cost and re-run the same command to continue"
@@ -348,11 +357,13 @@ class _Run:
                         self.replayed += 1
                         queue.append(_Issued(request, k, cached, True))
                         continue
-                    if self._over_budget(sum(1 for q in queue if not q.from_journal)):
+                    reserve = self.worst_case_cost(request)
+                    if self._over_budget(reserve):
                         self.sched.inflight[request.cell] -= 1
                         break
                     task = asyncio.ensure_future(self.backend.generate(request))
-                    issued = _Issued(request, k, task, False)
+                    issued = _Issued(request, k, task, False, reserve)
+                    self.in_flight_reserved += reserve
                     task.add_done_callback(lambda t, i=issued: on_done(i, t))
                     self.sent += 1
                     queue.append(issued)
@@ -362,6 +373,7 @@ class _Run:
                 result = (
                     issued.pending if isinstance(issued.pending, GenerationResult) else await issued.pending
                 )
+                self.in_flight_reserved -= issued.reserved
                 self._commit(issued, result)
                 committed += 1
         finally:
@@ -373,16 +385,12 @@ class _Run:
             )
 
     def _affordable(self, todo: list[GenerationRequest]) -> list[GenerationRequest]:
-        """The head of `todo` whose estimated batch cost fits under --max-cost."""
+        """The head of `todo` whose worst-case batch cost fits under --max-cost."""
         if self.cfg.max_cost is None or not todo:
             return todo
-        from .openai_backend import estimate_request_tokens
-        from .pricing import cost as price_cost
-
         spend, fit = self.cost, []
         for r in todo:
-            prompt, completion = estimate_request_tokens(r, self.cfg.rows_per_call)
-            spend += price_cost(Usage(prompt, completion), self.backend.price, batch=True)  # type: ignore[attr-defined]
+            spend += self.worst_case_cost(r, batch=True)
             if spend > self.cfg.max_cost:
                 self.stopped = (
                     f"stopped at the --max-cost budget (${self.cost:.2f} spent, next batch would exceed "
