@@ -123,7 +123,6 @@ class _Issued:
     request: GenerationRequest
     k: int
     pending: Awaitable[GenerationResult] | GenerationResult
-    from_journal: bool
     reserved: float = 0.0  # worst-case cost held against --max-cost while in flight
 
 
@@ -293,10 +292,10 @@ class _Run:
         self.journal.add_result(result, request.cell.key, k)
         self.cache[request.request_id] = result
 
-    def _commit(self, issued: _Issued, result: GenerationResult) -> None:
+    def _commit(self, request: GenerationRequest, result: GenerationResult) -> None:
         self._account(result)
         before = self.sched.n_accepted
-        self.sched.commit(issued.request, result)
+        self.sched.commit(request, result)
         elapsed = max(time.monotonic() - self.t0, 1e-9)
         self.progress.update(
             self.sched.n_accepted - before,
@@ -355,14 +354,14 @@ class _Run:
                     cached = self.cache.get(request.request_id)
                     if cached is not None:
                         self.replayed += 1
-                        queue.append(_Issued(request, k, cached, True))
+                        queue.append(_Issued(request, k, cached))
                         continue
                     reserve = self.worst_case_cost(request)
                     if self._over_budget(reserve):
                         self.sched.inflight[request.cell] -= 1
                         break
                     task = asyncio.ensure_future(self.backend.generate(request))
-                    issued = _Issued(request, k, task, False, reserve)
+                    issued = _Issued(request, k, task, reserve)
                     self.in_flight_reserved += reserve
                     task.add_done_callback(lambda t, i=issued: on_done(i, t))
                     self.sent += 1
@@ -374,7 +373,7 @@ class _Run:
                     issued.pending if isinstance(issued.pending, GenerationResult) else await issued.pending
                 )
                 self.in_flight_reserved -= issued.reserved
-                self._commit(issued, result)
+                self._commit(issued.request, result)
                 committed += 1
         finally:
             for q in queue:
@@ -446,11 +445,11 @@ class _Run:
             todo_ids = {r.request_id for r in todo}
             if dropped and not round_:
                 break
-            for r, k in round_:
+            for r, _ in round_:
                 # a request the batch failed to answer commits as empty: the cell asks again
                 res = self.cache.get(r.request_id) or GenerationResult(r.request_id, [])
                 self.replayed += r.request_id not in todo_ids
-                self._commit(_Issued(r, k, res, r.request_id not in todo_ids), res)
+                self._commit(r, res)
 
 
 def build(cfg: BuildConfig, reporter: Reporter | None = None) -> BuildSummary:
