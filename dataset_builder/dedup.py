@@ -10,33 +10,30 @@ MinHash-LSH (32 bands of 4 values) over each instruction's token *multiset* ((to
 occurrence) pairs). ROUGE-L F >= t needs LCS >= t(m+n)/2, and LCS <= the multiset overlap,
 so every true pair has a feature Jaccard >= t/(2-t) (0.538 at 0.7) whatever the text: a
 band catches it with probability >= 0.538^4, 32 bands miss it with probability <= 6%, and
-measured near-duplicates sit higher (recall ~1.0 on the original rows). Unrelated rows
-share mostly frequent words, so once the index is large (`epoch_rows`) tokens found in more
-than `stop_df` of the kept rows are left out of the features; that set is recomputed, and
-the index re-signed, when the index has grown 16-fold (deterministic: it only depends on
-the rows kept, in order). Candidates then pass the share of equal MinHash values (when
-there are more than a few), the exact multiset-overlap bound (Dice >= t, necessary), and
-the exact ROUGE-L. Signatures are computed with numpy in bulk (`find_duplicates`,
-`add_many`); the LCS is the bit-parallel algorithm (Crochemore et al. 2001) on Python ints.
+measured near-duplicates sit higher. Unrelated rows share mostly frequent words, so once
+the index is large (`epoch_rows`) tokens found in more than `stop_df` of the kept rows are
+left out of the features; that set is recomputed, and the index re-signed, when the index
+has grown 16-fold (deterministic: it only depends on the rows kept, in order). Candidates
+then pass the length ratio and the exact multiset-overlap bound (Dice >= t, necessary),
+highest Dice first, and the exact ROUGE-L (bit-parallel LCS, Crochemore et al. 2001).
 
-Cost: about 100-250 us per checked row in CPython (tokens, signature, 32 band lookups,
-insertion), plus candidates that grow slowly with the index on templated text (the
-offline backend: ~14 per query at 100,000 kept rows, ~68 at 500,000): measured in
-benchmarks/dedup.py, which does not reach 500,000 rows in 60 s (see its output).
+Cost: the per-row work (tokens, exact key, signature, band look-ups, filters, LCS, insertion)
+runs compiled (`_lsh.py`, numba): a few microseconds a row plus ~0.5 us per LSH candidate;
+candidates per query grow with the index on templated text (offline backend: ~7 at 100,000
+kept rows, ~58 at 500,000). `benchmarks/dedup.py` measures speed and recall, including
+recall at 500,000 rows on planted near-duplicates (after the frequent-token epochs).
 
 Tokens follow `rouge_score`'s tokenizer without stemming, exactly (lower-case, every run
 of characters outside [a-z0-9] is a separator), and the F-measure is computed with the
 same float formula, so `rouge_l(a, b)` equals `rouge_scorer.RougeScorer(["rougeL"])
-.score(a, b)["rougeL"].fmeasure` (the tests check this on sampled pairs). LSH is
-probabilistic: a pair of near-duplicates can be missed (measured recall: benchmarks/dedup.py).
-Everything is deterministic (fixed seeds, blake2b token hashes; no Python `hash()`).
+.score(a, b)["rougeL"].fmeasure` (the tests check this, in Python and in the compiled
+code). LSH is probabilistic: a pair of near-duplicates can be missed. Everything is
+deterministic (fixed seeds, fixed hash functions; no Python `hash()`).
 """
 
 from __future__ import annotations
 
 import collections
-import hashlib
-import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -45,6 +42,8 @@ from typing import Any, Literal
 import numpy as np
 
 from taskdecomp.schema import normalise, row_id
+
+from . import _lsh
 
 __all__ = [
     "Duplicate",
@@ -57,10 +56,6 @@ __all__ = [
 ]
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
-_M64 = (1 << 64) - 1
-# salts that turn a pair of token hashes into one bigram feature (odd: a bijection mod 2^64)
-_K_BIGRAM = 0x9E3779B97F4A7C15
-_K_SINGLE = 0xC2B2AE3D27D4EB4F
 
 
 def rouge_tokens(text: str) -> list[str]:
@@ -108,24 +103,11 @@ def rouge_l_text(a: str, b: str) -> float:
     return rouge_l(rouge_tokens(a), rouge_tokens(b))
 
 
-_PUNCT = re.compile(r"[^\w\s]")
-
-
 def _exact_key(instruction: str) -> str:
-    # `normalise`, with a shortcut for ASCII text (NFKD and the ASCII round trip change
-    # nothing there; str.split() splits on what `\s+` matches). `normalise` drops what is not
-    # ASCII: an all-Chinese instruction would normalise to '' and equal every other one, so
-    # such texts are compared as written
-    if instruction.isascii():
-        key = " ".join(_PUNCT.sub(" ", instruction.lower()).split())
-    else:
-        key = normalise(instruction)
-    return key or "\x00" + instruction.strip()
-
-
-def _row_id(instruction: str, key: str) -> str:
-    # `row_id` without normalising twice (the key is the normalised text unless it fell back)
-    return row_id(instruction) if key.startswith("\x00") else hashlib.sha256(key.encode()).hexdigest()[:16]
+    # `normalise` drops what is not ASCII: an all-Chinese instruction would normalise to ''
+    # and equal every other one, so such texts are compared as written (after a NUL, which
+    # no normalised text holds). `_lsh` computes the same key's hashes for ASCII text.
+    return normalise(instruction) or "\x00" + instruction.strip()
 
 
 @dataclass(frozen=True)
@@ -135,39 +117,69 @@ class Duplicate:
     score: float  # 1.0 for exact, the ROUGE-L F-measure for near
 
 
-class _Vocab(dict[str, int]):
-    """token → dense id, new tokens numbered on first sight (`__missing__` keeps the bulk
-    path a plain `map(vocab.__getitem__, tokens)`)."""
+def _grown(arr: np.ndarray, need: int, fill: Any) -> np.ndarray:
+    """`arr` with at least `need` rows (doubling), new rows set to `fill`."""
+    if len(arr) >= need:
+        return arr
+    out = np.full((max(need, 2 * len(arr)), *arr.shape[1:]), fill, dtype=arr.dtype)
+    out[: len(arr)] = arr
+    return out
 
-    def __missing__(self, key: str) -> int:
-        self[key] = value = len(self)
-        return value
+
+def _table_size(entries: int) -> int:
+    return 1 << max(4, (2 * entries - 1).bit_length())  # a power of two, load <= 1/2
 
 
-_TOKEN = re.compile(r"[a-z0-9]+")  # maximal runs of [a-z0-9] == rouge_tokens(), one call
+def _encode(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(bytes, offsets, key bytes, key offsets) for `_lsh.process`: the lower-cased UTF-8
+    of each text, and `_exact_key` for the texts that are not ASCII (the compiled code
+    keys ASCII text itself)."""
+    joined = "".join(texts)
+    if joined.isascii():  # the common case: one lower() and one encode() for the batch
+        data = joined.lower().encode("ascii")
+        lengths: Iterable[int] = map(len, texts)
+        keys, key_lengths = b"", [0] * len(texts)
+    else:
+        parts = [t.lower().encode() for t in texts]
+        data, lengths = b"".join(parts), map(len, parts)
+        key_parts = [b"" if t.isascii() else _exact_key(t).encode() for t in texts]
+        keys, key_lengths = b"".join(key_parts), list(map(len, key_parts))
+    return (
+        np.frombuffer(data, np.uint8).copy(),
+        _offsets(lengths, len(texts)),
+        np.frombuffer(keys, np.uint8).copy(),
+        _offsets(key_lengths, len(texts)),
+    )
+
+
+def _offsets(lengths: Iterable[int], n: int) -> np.ndarray:
+    out = np.zeros(n + 1, np.int64)
+    np.cumsum(np.fromiter(lengths, np.int64, count=n), out=out[1:])
+    return out
 
 
 class Deduplicator:
-    """Streaming index of kept instructions.
+    """Index of kept instructions; each row is checked against the rows kept before it.
 
-    Features: each instruction's token *multiset* (token, occurrence) pairs. ROUGE-L F >= t
+    Features: each instruction's token *multiset* ((token, occurrence) pairs). ROUGE-L F >= t
     implies LCS >= t(m+n)/2 and LCS <= the multiset overlap, so every true pair has feature
     Jaccard >= t/(2-t) (0.538 at 0.7): the candidate stage has a floor that does not depend
     on the data. Once the index holds `epoch_rows` rows, tokens in more than `stop_df` of the
     kept rows (function words, a generator's template words) are left out of the features:
     unrelated rows share mostly those, so this slows the growth of candidates per query with
-    the index (it still grows: ~14 at 100,000 offline rows, ~68 at 500,000). The frequent-token
-    set is recomputed (and every kept row re-signed) each time the index grows 16-fold, so it
-    only depends on the rows kept, in order: deterministic, and every signature in the index
-    is made with the same set as the query's. The price: near-duplicates whose shared words
-    are mostly frequent ones can be missed in a large index (below `epoch_rows`, never).
+    the index. The frequent-token set is recomputed (and every kept row re-signed) each time
+    the index grows 16-fold, so it only depends on the rows kept, in order: deterministic,
+    and every signature in the index is made with the same set as the query's. The price:
+    near-duplicates whose shared words are mostly frequent ones can be missed in a large
+    index (below `epoch_rows`, never).
 
-    Candidates: MinHash-LSH, `num_bands` bands of `band_rows` values; then the fraction of
-    all MinHash values shared (>= `min_jaccard`, vectorised), then the exact multiset-overlap
-    bound (Dice >= t, a necessary condition), then the exact ROUGE-L (bit-parallel LCS).
+    Candidates: MinHash-LSH, `num_bands` bands of `band_rows` values; then the length ratio
+    and the exact multiset-overlap bound (Dice >= t, necessary); then the exact ROUGE-L
+    (bit-parallel LCS), highest Dice first. The loops are compiled (`_lsh.py`); Python
+    encodes the text and keeps the row ids.
     """
 
-    _chunk = 10_000  # rows signed per bulk step: bounded memory
+    _chunk = 65_536  # rows per compiled call in the bulk paths: bounded scratch memory
 
     def __init__(
         self,
@@ -175,303 +187,211 @@ class Deduplicator:
         *,
         num_bands: int = 32,
         band_rows: int = 4,
-        min_jaccard: float = 0.15,
         stop_df: float = 0.05,
         epoch_rows: int = 4096,
         seed: int = 0,
     ) -> None:
         if not 0 < threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+        if num_bands < 1 or band_rows < 1:
+            raise ValueError("num_bands and band_rows must be >= 1")
         self.threshold = threshold
         self.num_bands, self.band_rows = num_bands, band_rows
-        self.stop_df, self._next_epoch = stop_df, epoch_rows
-        k = num_bands * band_rows
-        self._min_agree = int(min_jaccard * k)
-        rng = np.random.default_rng(seed)
-        # 32-bit multiply-add hashing, one odd multiplier per MinHash "permutation": with
-        # uint32 lanes numpy computes (k x features) blocks several times faster than uint64
-        self._a = (rng.integers(0, 2**31, size=k, dtype=np.uint32) << np.uint32(1)) | np.uint32(1)
-        self._b = rng.integers(0, 2**32, size=k, dtype=np.uint32)
-        self._mix = rng.integers(0, 2**63, size=band_rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-        self._vocab = _Vocab()
-        self._tok_hash = np.zeros(0, dtype=np.uint64)  # vocab id → 64-bit blake2b of the token
-        self._stop = np.zeros(0, dtype=bool)  # vocab id → left out of the features
-        self._df: collections.Counter[int] = collections.Counter()  # vocab id → kept rows with it
+        self.stop_df = stop_df
         self._epoch = 0
-        self._n_queries = self._n_candidates = 0  # LSH candidates looked at (benchmarks/dedup.py)
-        self._exact: dict[str, str] = {}  # normalised instruction → row id
-        self._ids: list[str] = []  # kept index → row id
-        self._tokens: list[tuple[int, ...]] = []  # kept index → token ids
-        self._sigs = np.zeros((1024, k), dtype=np.uint32)  # kept index → MinHash values
-        self._tables: list[dict[int, int | list[int]]] = [{} for _ in range(num_bands)]
+        rng = np.random.default_rng(seed)
+
+        def uint(n: int, bits: int) -> np.ndarray:
+            dtype = np.uint32 if bits == 32 else np.uint64
+            return rng.integers(0, 2**bits, size=n, dtype=dtype, endpoint=False)
+
+        k, vocab, rows = num_bands * band_rows, 1 << 10, 1 << 6
+        self._ix = _lsh.Index(
+            a=uint(k, 32) | np.uint32(1),
+            b=uint(k, 32),
+            mix=uint(band_rows, 64) | np.uint64(1),
+            voc_hash=np.zeros(2 * vocab, np.uint64),
+            voc_id=np.zeros(2 * vocab, np.int32),
+            tok_off=np.zeros(vocab + 1, np.int64),
+            pool=np.zeros(8 * vocab, np.uint8),
+            tok_hash=np.zeros(vocab, np.uint64),
+            stop=np.zeros(vocab, bool),
+            df=np.zeros(vocab, np.int64),
+            occ=np.zeros(vocab, np.int32),
+            slot=np.full(vocab, -1, np.int32),
+            row_ptr=np.zeros(rows + 1, np.int64),
+            tokens=np.zeros(rows * 32, np.int32),
+            sorted_tokens=np.zeros(rows * 32, np.int32),
+            seen=np.zeros(rows, np.int64),
+            cand=np.zeros(rows, np.int64),
+            cand_key=np.zeros(rows, np.int64),
+            key_h1=np.zeros(2 * rows, np.uint64),
+            key_h2=np.zeros(2 * rows, np.uint64),
+            key_row=np.zeros(2 * rows, np.int64),
+            table=np.zeros((_table_size(rows * num_bands), 2), np.uint64),
+            post=np.zeros(rows * num_bands, np.uint64),
+            counters=np.zeros(_lsh.N_COUNTERS, np.int64),
+        )
+        self._ix.counters[_lsh.NEXT_EPOCH] = epoch_rows
+        self._ids: list[str | None] = []  # kept index → row id (None: row_id of the text)
+        self._texts: dict[int, str] = {}  # kept index → text, for the ids made on demand
 
     def __len__(self) -> int:
-        return len(self._exact)
+        return int(self._ix.counters[_lsh.KEPT])
 
-    # --- features and signatures ------------------------------------------------------
-    def _ids_of(self, text: str) -> tuple[int, ...]:
-        return tuple(map(self._vocab.__getitem__, _TOKEN.findall(text.lower())))
+    @property
+    def _stop(self) -> np.ndarray:  # tokens left out of the features (tests look)
+        return self._ix.stop[: self._ix.counters[_lsh.N_VOCAB]]
 
-    def _hashes(self) -> tuple[np.ndarray, np.ndarray]:
-        if len(self._tok_hash) < len(self._vocab):
-            new = list(self._vocab)[len(self._tok_hash) :]
-            digests = b"".join(hashlib.blake2b(t.encode(), digest_size=8).digest() for t in new)
-            self._tok_hash = np.concatenate(
-                (self._tok_hash, np.frombuffer(digests, dtype="<u8").astype(np.uint64))
-            )
-        if len(self._stop) < len(self._vocab):  # tokens first seen since the last epoch: kept
-            self._stop = np.concatenate((self._stop, np.zeros(len(self._vocab) - len(self._stop), bool)))
-        return self._tok_hash, self._stop
+    @property
+    def stats(self) -> dict[str, int]:
+        """Work done so far: queries, LSH candidates, candidates past the exact bounds,
+        LCS computed (benchmarks/dedup.py prints them)."""
+        c = self._ix.counters
+        return {
+            "kept": int(c[_lsh.KEPT]),
+            "queries": int(c[_lsh.N_QUERIES]),
+            "candidates": int(c[_lsh.N_CANDIDATES]),
+            "bounded": int(c[_lsh.N_BOUNDED]),
+            "lcs": int(c[_lsh.N_LCS]),
+        }
 
-    def _signatures(self, token_ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """(rows that have tokens, their MinHash values [rows x k]) for instructions given
-        as token ids; features are (token, occurrence) pairs of the non-frequent tokens (all
-        tokens when every one is frequent)."""
-        th, stop = self._hashes()
-        lengths = np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids))
-        present = np.flatnonzero(lengths)
-        sig = np.zeros((len(present), len(self._a)), dtype=np.uint32)
-        if not len(present):
-            return present, sig
-        tok = np.fromiter(itertools.chain.from_iterable(token_ids), dtype=np.int64, count=int(lengths.sum()))
-        lens = lengths[present]
-        row = np.repeat(np.arange(len(present)), lens)
-        # occurrence number of each token within its row: rank inside equal (row, token) runs
-        order = np.lexsort((tok, row))
-        st, sr = tok[order], row[order]
-        new_run = np.ones(len(st), dtype=bool)
-        new_run[1:] = (st[1:] != st[:-1]) | (sr[1:] != sr[:-1])
-        run_start = np.maximum.accumulate(np.where(new_run, np.arange(len(st)), 0))
-        occ = np.arange(len(st)) - run_start
-        keep = ~stop[st]
-        n_keep = np.bincount(sr, weights=keep, minlength=len(present))
-        keep |= (n_keep == 0)[sr]  # only frequent tokens: use them all rather than nothing
-        st, sr, occ = st[keep], sr[keep], occ[keep]
-        with np.errstate(over="ignore"):
-            feats64 = (th[st] + occ.astype(np.uint64) * np.uint64(_K_SINGLE)) * np.uint64(_K_BIGRAM)
-            feats = (feats64 >> np.uint64(32)).astype(np.uint32)
-            counts = np.bincount(sr, minlength=len(present))
-            seg = np.cumsum(counts) - counts  # each instruction's first feature (sr is sorted)
-            block = max(1, 2_000_000 // len(self._a))  # features per numpy block: bounded memory
-            lo = 0
-            while lo < len(present):
-                hi = max(lo + 1, int(np.searchsorted(seg, seg[lo] + block, side="left")))
-                f0, f1 = int(seg[lo]), int(seg[hi]) if hi < len(present) else len(feats)
-                h = feats[f0:f1, None] * self._a + self._b  # (features x k): rows reduce in place
-                sig[lo:hi] = np.minimum.reduceat(h, seg[lo:hi] - f0, axis=0)
-                lo = hi
-        return present, sig
+    def _id(self, j: int) -> str:
+        rid = self._ids[j]
+        if rid is None:
+            rid = self._ids[j] = row_id(self._texts.pop(j))
+        return rid
 
-    def _band_keys(self, sig: np.ndarray) -> list[list[int]]:
-        with np.errstate(over="ignore"):
-            bands = sig.reshape(len(sig), self.num_bands, self.band_rows).astype(np.uint64)
-            return (bands * self._mix).sum(axis=2, dtype=np.uint64).tolist()
-
-    def _prepare(self, token_ids: Sequence[tuple[int, ...]]) -> list[tuple[np.ndarray, list[int]] | None]:
-        present, sig = self._signatures(token_ids)
-        return _assemble(len(token_ids), present, sig, self._band_keys(sig))
-
-    # --- the index ----------------------------------------------------------------------
-    def _query(
-        self, norm: str, toks: tuple[int, ...], prep: tuple[np.ndarray, list[int]] | None
-    ) -> Duplicate | None:
-        of = self._exact.get(norm)
-        if of is not None:
-            return Duplicate("exact", of, 1.0)
-        if prep is None:
-            return None
-        sig, keys = prep
-        cands: set[int] = set()
-        for hit in map(dict.get, self._tables, keys):
-            if hit is not None:
-                if type(hit) is int:
-                    cands.add(hit)
-                else:
-                    cands.update(hit)
-        self._n_queries += 1
-        self._n_candidates += len(cands)
-        if not cands:
-            return None
-        if len(cands) <= 4:  # a few: the exact bounds below cost less than the numpy calls
-            ranked = [(0, j) for j in sorted(cands)]
-        else:  # most similar first (an early exit), then oldest: deterministic
-            idx = np.fromiter(cands, dtype=np.int64, count=len(cands))
-            agree = np.count_nonzero(self._sigs[idx] == sig, axis=1)
-            ok = agree >= self._min_agree
-            if not ok.any():
-                return None
-            ranked = sorted(zip((-agree[ok]).tolist(), idx[ok].tolist(), strict=True))
-        m, t = len(toks), self.threshold
-        counts = collections.Counter(toks)
-        masks: dict[int, int] = {}
-        for i, tok in enumerate(toks):
-            masks[tok] = masks.get(tok, 0) | (1 << i)
-        for _, j in ranked:
-            other = self._tokens[j]
-            n = len(other)
-            if 2 * min(m, n) / (m + n) < t:  # LCS <= the shorter length bounds F from above
-                continue
-            # LCS <= multiset overlap: an exact bound, a dict walk instead of the LCS
-            rest, overlap = dict(counts), 0
-            for tok in other:
-                if rest.get(tok, 0) > 0:
-                    rest[tok] -= 1
-                    overlap += 1
-            if 2 * overlap / (m + n) < t:
-                continue
-            score = _fmeasure(_lcs_masks(masks, m, other), m, n)
-            if score >= t:
-                return Duplicate("near", self._ids[j], score)
-        return None
-
-    def _insert(
-        self, rid: str, norm: str, toks: tuple[int, ...], prep: tuple[np.ndarray, list[int]] | None
-    ) -> None:
-        if norm in self._exact:
-            return
-        self._exact[norm] = rid
-        if prep is None:
-            return
-        sig, keys = prep
-        j = len(self._ids)
-        if j == len(self._sigs):
-            self._sigs = np.concatenate((self._sigs, np.zeros_like(self._sigs)))
-        self._sigs[j] = sig
-        self._ids.append(rid)
-        self._tokens.append(toks)
-        self._df.update(set(toks))
-        self._index(j, keys)
-        if len(self._ids) >= self._next_epoch:
-            self._new_epoch()
-
-    def _index(self, j: int, keys: list[int]) -> None:
-        for table, key in zip(self._tables, keys, strict=True):
-            hit = table.setdefault(key, j)
-            if hit is not j:  # the key was there: a bucket of two or more rows
-                if type(hit) is int:
-                    table[key] = [hit, j]
-                else:
-                    hit.append(j)
+    # --- capacity -------------------------------------------------------------------------
+    def _reserve(self, rows: int, nbytes: int, row_bytes: int) -> _lsh.Index:
+        """Grow the arrays so that `rows` more rows of `nbytes` bytes in all (the longest
+        `row_bytes`) can be kept, and one more row's tokens fit the vocabulary."""
+        ix, c = self._ix, self._ix.counters
+        new: dict[str, Any] = {}
+        kept, posts = int(c[_lsh.KEPT]) + rows, int(c[_lsh.N_POST]) + rows * self.num_bands
+        for name in ("seen", "cand", "cand_key"):
+            new[name] = _grown(getattr(ix, name), kept, 0)
+        new["row_ptr"] = _grown(ix.row_ptr, kept + 1, 0)
+        for name in ("tokens", "sorted_tokens"):
+            new[name] = _grown(getattr(ix, name), int(c[_lsh.TOKENS_USED]) + nbytes // 2 + rows, 0)
+        if posts >= 1 << 32:
+            raise ValueError("the index holds at most 2^32 band postings (134 million rows at 32 bands)")
+        new["post"] = _grown(ix.post, posts, 0)
+        if len(ix.table) < 2 * posts:
+            new["table"] = np.zeros((_table_size(max(posts, len(ix.table))), 2), np.uint64)
+            _lsh.rehash_bands(ix.table, new["table"])
+        if len(ix.key_h1) < 2 * kept:
+            size = _table_size(max(kept, len(ix.key_h1)))
+            h1, h2, row = np.zeros(size, np.uint64), np.zeros(size, np.uint64), np.zeros(size, np.int64)
+            _lsh.rehash_keys(ix, h1, h2, row)
+            new.update(key_h1=h1, key_h2=h2, key_row=row)
+        vocab, more = int(c[_lsh.N_VOCAB]), row_bytes // 2 + 1
+        if len(ix.voc_hash) < 2 * (vocab + more):
+            size = _table_size(max(vocab + more, len(ix.voc_hash)))
+            new["voc_hash"], new["voc_id"] = np.zeros(size, np.uint64), np.zeros(size, np.int32)
+            _lsh.rehash(ix.voc_hash, ix.voc_id, new["voc_hash"], new["voc_id"])
+        new["tok_off"] = _grown(ix.tok_off, vocab + more + 1, 0)
+        for name, fill in (("tok_hash", 0), ("stop", False), ("df", 0), ("occ", 0), ("slot", -1)):
+            new[name] = _grown(getattr(ix, name), len(new["tok_off"]) - 1, fill)
+        new["pool"] = _grown(ix.pool, int(c[_lsh.POOL_USED]) + row_bytes, 0)
+        changed = {name: arr for name, arr in new.items() if arr is not getattr(ix, name)}
+        if changed:
+            self._ix = ix = ix._replace(**changed)
+        return ix
 
     def _new_epoch(self) -> None:
         """Recompute the frequent tokens from the kept rows and re-sign the whole index."""
-        self._next_epoch *= 16
+        ix = self._ix
         self._epoch += 1
-        cap = self.stop_df * len(self._ids)
-        _, stop = self._hashes()
-        stop[:] = False
-        stop[[t for t, c in self._df.items() if c > cap]] = True
-        self._tables = [{} for _ in range(self.num_bands)]
-        chunk = 50_000
-        for c0 in range(0, len(self._tokens), chunk):
-            _, sig = self._signatures(self._tokens[c0 : c0 + chunk])
-            self._sigs[c0 : c0 + len(sig)] = sig
-            for j, keys in enumerate(self._band_keys(sig), c0):
-                self._index(j, keys)
+        ix.counters[_lsh.NEXT_EPOCH] *= 16
+        ix.stop[:] = ix.df > self.stop_df * len(self)
+        _lsh.resign(ix)
+
+    # --- the rule, over a batch -----------------------------------------------------------
+    def _process(
+        self, mode: int, texts: Sequence[str], ids: Sequence[str | None]
+    ) -> list[tuple[int, Duplicate]]:
+        out: list[tuple[int, Duplicate]] = []
+        for c0 in range(0, len(texts), self._chunk):
+            part = texts[c0 : c0 + self._chunk]
+            buf, bptr, keys, kptr = _encode(part)
+            kind = np.zeros(len(part), np.int8)
+            row = np.zeros(len(part), np.int64)
+            score = np.zeros(len(part), np.float64)
+            done = 0
+            while done < len(part):
+                row_bytes = int(np.diff(bptr[done:]).max())
+                ix = self._reserve(len(part) - done, int(bptr[-1] - bptr[done]), row_bytes)
+                kept = len(self)
+                n = _lsh.process(
+                    ix, mode, buf, bptr[done:], keys, kptr[done:], self.threshold,
+                    kind[done:], row[done:], score[done:],
+                )  # fmt: skip
+                if len(self) > kept:  # the rows kept, in order, get their ids
+                    for i in np.flatnonzero(kind[done : done + n] == _lsh.UNIQUE).tolist():
+                        rid = ids[c0 + done + i]
+                        if rid is None:
+                            self._texts[len(self._ids)] = part[done + i]
+                        self._ids.append(rid)
+                done += n
+                if len(self) >= ix.counters[_lsh.NEXT_EPOCH]:
+                    self._new_epoch()
+            if mode != _lsh.ADD:
+                for i in np.flatnonzero(kind).tolist():
+                    kind_name: Literal["exact", "near"] = "exact" if kind[i] == _lsh.EXACT else "near"
+                    out.append((c0 + i, Duplicate(kind_name, self._id(int(row[i])), float(score[i]))))
+        return out
 
     def check(self, instruction: str) -> Duplicate | None:
         """The kept row this instruction duplicates, or None. Does not add it."""
-        toks = self._ids_of(instruction)
-        return self._query(_exact_key(instruction), toks, self._prepare([toks])[0])
+        found = self._process(_lsh.CHECK, [instruction], [None])
+        return found[0][1] if found else None
 
     def add(self, row_id: str, instruction: str) -> None:
         """Index a row as kept without checking it (seeding, rebuilding from kept rows)."""
-        toks = self._ids_of(instruction)
-        self._insert(row_id, _exact_key(instruction), toks, self._prepare([toks])[0])
+        self._process(_lsh.ADD, [instruction], [row_id])
 
     def check_and_add(self, row_id: str, instruction: str) -> Duplicate | None:
         """Check; when unique, keep it. Returns the duplicate found, if any."""
-        toks = self._ids_of(instruction)
-        norm, prep = _exact_key(instruction), self._prepare([toks])[0]
-        dup = self._query(norm, toks, prep)
-        if dup is None:
-            self._insert(row_id, norm, toks, prep)
-        return dup
-
-    def _bulk(self, items: list[tuple[str, str | None]], check: bool) -> list[tuple[int, Duplicate]]:
-        """check_and_add (or add) over (instruction, id) in order, signatures in bulk; a new
-        epoch changes the features, so what was prepared before it is prepared again."""
-        out: list[tuple[int, Duplicate]] = []
-        chunk = self._chunk
-        for c0 in range(0, len(items), chunk):
-            part = items[c0 : c0 + chunk]
-            toks = [self._ids_of(instr) for instr, _ in part]
-            keys = [_exact_key(instr) for instr, _ in part]
-            self._run(part, c0, toks, keys, self._epoch, self._prepare(toks), check, out)
-        return out
-
-    def _run(
-        self,
-        part: list[tuple[str, str | None]],
-        c0: int,
-        toks: list[tuple[int, ...]],
-        keys: list[str],
-        epoch: int,
-        preps: list[tuple[np.ndarray, list[int]] | None],
-        check: bool,
-        out: list[tuple[int, Duplicate]],
-    ) -> None:
-        k = 0
-        while k < len(part):
-            if epoch != self._epoch:  # prepared with other features: prepare the rest again
-                epoch, preps = self._epoch, [None] * k + self._prepare(toks[k:])
-            for i in range(k, len(part)):
-                instr, rid = part[i]
-                norm, prep = keys[i], preps[i]
-                dup = self._query(norm, toks[i], prep) if check else None
-                if dup is None:
-                    self._insert(rid or _row_id(instr, norm), norm, toks[i], prep)
-                else:
-                    out.append((c0 + i, dup))
-                k = i + 1
-                if self._epoch != epoch:
-                    break
+        found = self._process(_lsh.CHECK_AND_ADD, [instruction], [row_id])
+        return found[0][1] if found else None
 
     def add_many(self, rows: Iterable[tuple[str, str]]) -> None:
-        """`add` for many (row_id, instruction) pairs, signatures computed in bulk."""
-        self._bulk([(instr, rid) for rid, instr in rows], check=False)
+        """`add` for many (row_id, instruction) pairs."""
+        pairs = list(rows)
+        self._process(_lsh.ADD, [instr for _, instr in pairs], [rid for rid, _ in pairs])
 
     def find_duplicates(self, rows: Iterable[dict[str, Any] | str]) -> list[tuple[int, Duplicate]]:
         """`check_and_add` over rows in order (first occurrence kept, also against rows
-        already indexed), signatures computed in bulk. Rows are dicts with `instruction`
-        (and `id`, else `row_id(instruction)` is used) or plain strings. Returns
-        (position, Duplicate) for every row not kept."""
+        already indexed). Rows are dicts with `instruction` (and `id`, else
+        `row_id(instruction)` is used) or plain strings. Returns (position, Duplicate) for
+        every row not kept."""
         items = [(r, None) if isinstance(r, str) else (r["instruction"], r.get("id")) for r in rows]
-        return self._bulk(items, check=True)
-
-
-def _assemble(
-    n: int, present: np.ndarray, sig: np.ndarray, band_keys: list[list[int]]
-) -> list[tuple[np.ndarray, list[int]] | None]:
-    out: list[tuple[np.ndarray, list[int]] | None] = [None] * n
-    for i, s, keys in zip(present.tolist(), sig, band_keys, strict=True):
-        out[i] = (s, keys)
-    return out
+        return self._process(_lsh.CHECK_AND_ADD, [t for t, _ in items], [i for _, i in items])
 
 
 def near_duplicate_pairs(
     instructions: Sequence[str], threshold: float = 0.7, **lsh: Any
 ) -> list[tuple[int, int, float]]:
-    """Every pair (i < j) with ROUGE-L >= threshold that the index finds (all pairs, not the
-    keep-first rule): for recall measurements against brute force. Quadratic inside a
-    bucket, so meant for evaluation-sized inputs."""
+    """Every pair (i < j) with ROUGE-L >= threshold among the index's LSH candidates (all
+    pairs, not the keep-first rule): for recall measurements against brute force.
+    Quadratic inside a bucket, so meant for evaluation-sized inputs."""
     d = Deduplicator(threshold, **lsh)
-    toks = [d._ids_of(s) for s in instructions]
-    cands: set[tuple[int, int]] = set()
+    buf, bptr, _, _ = _encode(instructions)
+    ix = d._reserve(len(instructions), len(buf), int(bptr[-1]))
+    ptr = np.zeros(len(instructions) + 1, np.int64)
+    flat = np.zeros(len(buf) // 2 + 1, np.int32)
+    if _lsh.tokenise(ix, buf, bptr, ptr, flat) != len(instructions):  # room was made for all
+        raise AssertionError("vocabulary full")
+    keys = _lsh.band_keys(_lsh.sign_rows(ix, ptr, flat), ix.mix)
+    toks = [flat[ptr[i] : ptr[i + 1]].tolist() for i in range(len(instructions))]
     buckets: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
-    prep = d._prepare(toks)
-    for i, p in enumerate(prep):
-        for band, key in enumerate(p[1] if p else ()):
-            bucket = buckets[band, key]
-            cands.update((j, i) for j in bucket)
-            bucket.append(i)
-    out = []
-    for i, j in sorted(cands):
-        pi, pj = prep[i], prep[j]
-        assert pi is not None and pj is not None
-        if int((pi[0] == pj[0]).sum()) < d._min_agree:
-            continue
-        score = rouge_l(toks[i], toks[j])
-        if score >= threshold:
-            out.append((i, j, score))
-    return out
+    cands: set[tuple[int, int]] = set()
+    for i in range(len(instructions)):
+        if toks[i]:
+            for band, key in enumerate(keys[i].tolist()):
+                bucket = buckets[band, key]
+                cands.update((j, i) for j in bucket)
+                bucket.append(i)
+    scored = ((i, j, rouge_l(toks[i], toks[j])) for i, j in sorted(cands))
+    return [(i, j, score) for i, j, score in scored if score >= threshold]

@@ -18,12 +18,14 @@ from taskdecomp.dataset_builder.dedup import (
     rouge_l_text,
     rouge_tokens,
 )
+from taskdecomp.schema import row_id
 
 from conftest import reference_rows
 
 A = "Generate a promotional video for a new smartwatch and analyze its effectiveness in engaging customers."
 A_NEAR = "Create a promotional video for a new smartwatch and analyze its effectiveness in engaging buyers."
 B = "Compose a jingle for a neighbourhood bakery and write the lyrics out as a printable song sheet."
+B_NEAR = "Compose a short jingle for the neighbourhood bakery, then write its lyrics out as a printable song sheet."
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +182,9 @@ def test_multiset_overlap_bounds_rouge_l(ref_instructions):
 
 def test_frequent_tokens_epochs_keep_batch_and_stream_equal(ref_instructions):
     # a tiny epoch forces several recomputations of the frequent-token set mid-stream
-    texts = ref_instructions[:500] + [A, B, A_NEAR]
+    # (A is near one of the original rows; B is not, and B_NEAR shares words that stay
+    # features after the epochs: found with 40 seeds out of 40)
+    texts = ref_instructions[:500] + [B, A, B_NEAR]
     stream = Deduplicator(epoch_rows=32)
     expected = [(i, dup) for i, t in enumerate(texts) if (dup := stream.check_and_add(str(i), t)) is not None]
     assert stream._stop.any()  # the index did leave frequent tokens out of its features
@@ -188,9 +192,77 @@ def test_frequent_tokens_epochs_keep_batch_and_stream_equal(ref_instructions):
         [{"id": str(i), "instruction": t} for i, t in enumerate(texts)]
     )
     assert batch == expected
-    assert batch[-1][0] == len(texts) - 1 and batch[-1][1].kind == "near"  # A_NEAR, after the epochs
+    assert batch[-1][0] == len(texts) - 1 and batch[-1][1].kind == "near"  # B_NEAR, after the epochs
+    assert batch[-1][1].of_id == "500" and batch[-1][1].score == rouge_l_text(B, B_NEAR)
     rebuilt = Deduplicator(epoch_rows=32)
     rebuilt.add_many((str(i), t) for i, t in enumerate(texts) if i not in dict(expected))
     assert len(rebuilt) == len(stream)
     for t in ref_instructions[500:700]:
         assert rebuilt.check(t) == stream.check(t)
+
+
+def _variants(rng: random.Random, text: str) -> str:
+    """`text` with case, punctuation, whitespace (tabs, \\x1c) and underscores changed."""
+    out = []
+    for word in text.split():
+        word = word.upper() if rng.random() < 0.2 else word
+        out.append(word + rng.choice(["", "", ",", "!!", "_", "'s"]))
+    sep = rng.choice([" ", "  ", "\t", " \x1c "])
+    return rng.choice(["", " ", "\n", "..."]) + sep.join(out) + rng.choice(["", ".", " ?", "\t"])
+
+
+def test_exact_keys_hashed_in_compiled_code_match_normalise():
+    # threshold 1.0: a row is "near" only when its tokens equal a kept row's; "exact" must be
+    # exactly when schema.normalise (with its fallback for texts without words) says so
+    from taskdecomp.dataset_builder.dedup import _exact_key
+
+    rng = random.Random(11)
+    bases = [A, B, "Résumé naïve café", "mix_of_words and_more", "???", "日本語の説明", "", "İstanbul KELVIN"]
+    texts = [_variants(rng, rng.choice(bases)) for _ in range(400)] + ["  ???  ", "???", "\t???\x1c"]
+    d = Deduplicator(threshold=1.0)
+    kept_keys: set[str] = set()
+    kept_tokens: set[tuple[str, ...]] = set()
+    for i, t in enumerate(texts):
+        dup = d.check_and_add(str(i), t)
+        key, toks = _exact_key(t), tuple(rouge_tokens(t))
+        if key in kept_keys:
+            assert dup is not None and dup.kind == "exact", (t, key)
+        elif toks and toks in kept_tokens:
+            assert dup is not None and dup.kind == "near" and dup.score == 1.0, t
+        else:
+            assert dup is None, (t, dup)
+            kept_keys.add(key)
+            kept_tokens.add(toks)
+    assert len(d) == len(kept_keys)
+
+
+def test_long_texts_score_exactly_like_rouge_score():
+    # the compiled LCS runs over several 64-bit words (with carries) past 64 tokens
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    rng = random.Random(5)
+    words = [f"w{i}" for i in range(60)]
+    for size in (63, 64, 65, 130, 300):
+        a = [rng.choice(words) for _ in range(size)]
+        b = list(a)
+        for _ in range(size // 10):
+            b[rng.randrange(len(b))] = rng.choice(words)
+        ta, tb = " ".join(a), " ".join(b)
+        d = Deduplicator()
+        d.add("a", ta)
+        dup = d.check(tb)
+        expected = scorer.score(ta, tb)["rougeL"].fmeasure
+        assert expected >= 0.7
+        assert dup is not None and dup.score == expected, size
+
+
+def test_large_vocabulary_grows_the_tables():
+    # 30,000 distinct tokens: the vocabulary, its byte pool and every table are regrown
+    rng = random.Random(2)
+    texts = [" ".join(f"t{rng.randrange(10**9)}" for _ in range(12)) for _ in range(2500)]
+    d = Deduplicator()
+    assert d.find_duplicates(texts) == []
+    assert d.check(texts[1234].upper() + "!") == Duplicate("exact", row_id(texts[1234]), 1.0)
+    edited = texts[77].split()
+    edited[3] = "changed"
+    dup = d.check(" ".join(edited))
+    assert dup is not None and dup.kind == "near" and dup.of_id == row_id(texts[77])
