@@ -3,8 +3,7 @@
     .venv/bin/python benchmarks/dedup.py [--rows 500000] [--pairwise-rows 2000] [--plants 2000]
 
 1. Speed: `Deduplicator.find_duplicates` over `--rows` instructions made by the offline
-   backend when `taskdecomp.dataset_builder.offline` is installed (else a synthetic template
-   generator below) plus `--plants` planted near-duplicates, and over `--rows` made by
+   backend plus `--plants` planted near-duplicates, and over `--rows` made by
    lightly editing the original project's 1,000 rows (a near-duplicate-heavy stream, where
    word swaps keep the token multiset: the LSH's worst case). Target: 500,000 rows < 60 s
    on 2 cores. The compiled code is built (or loaded from cache) before any timing.
@@ -36,6 +35,8 @@ import numpy as np
 from rouge_score import rouge_scorer
 
 from taskdecomp.dataset_builder.dedup import Deduplicator, near_duplicate_pairs, rouge_tokens
+from taskdecomp.dataset_builder.offline import generate_rows
+from taskdecomp.dataset_builder.taxonomy import CELLS
 
 REFERENCE_DATA = (
     Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "decompose_net" / "data"
@@ -44,154 +45,20 @@ REFERENCE_DATA = (
 
 # --- rows -------------------------------------------------------------------------------
 def _offline_chunk(args: tuple[int, int, int]) -> list[str]:
-    from taskdecomp.dataset_builder.offline import generate_rows
-    from taskdecomp.dataset_builder.taxonomy import CELLS
-
     k0, k1, seed = args
     return [
         r["instruction"] for k in range(k0, k1) for r in generate_rows(CELLS[k % len(CELLS)], 20, seed + k)
     ]
 
 
-def offline_instructions(n: int, seed: int, workers: int) -> list[str] | None:
+def offline_instructions(n: int, seed: int, workers: int) -> list[str]:
     """n instructions from the offline backend (20 per request, cells round-robin, as a build
-    asks for them), or None when it is not installed."""
-    try:
-        from taskdecomp.dataset_builder import offline  # noqa: F401
-    except ImportError:
-        return None
+    asks for them), made in `workers` processes."""
     calls = -(-n // 20)
     step = max(1, calls // (8 * workers))
     jobs = [(k, min(k + step, calls), seed * 1_000_003) for k in range(0, calls, step)]
     with mp.get_context("fork").Pool(workers) as pool:
         return [s for chunk in pool.map(_offline_chunk, jobs) for s in chunk][:n]
-
-
-_VERBS = [
-    "Create",
-    "Design",
-    "Produce",
-    "Write",
-    "Make",
-    "Develop",
-    "Prepare",
-    "Put together",
-    "Draft",
-    "Build",
-]
-_ARTEFACTS = [
-    "a poster",
-    "an infographic",
-    "a short video",
-    "a podcast episode",
-    "a blog post",
-    "a jingle",
-    "an animated clip",
-    "a photo series",
-    "a narrated slideshow",
-    "a newsletter",
-    "a radio advert",
-    "a storyboard",
-    "a how-to guide",
-    "a voice-over script",
-    "a product demo video",
-    "a set of social media graphics",
-]
-_SUBJECTS = [
-    "a weekend sourdough workshop",
-    "a new protected cycle lane",
-    "a summer reading challenge",
-    "a new dinosaur gallery",
-    "a spring seed swap",
-    "the winter flu jab campaign",
-    "a couch-to-5k programme",
-    "a new budgeting feature",
-    "the water cycle",
-    "new recycling collection days",
-    "leave-no-trace hiking",
-    "a rescue-dog adoption weekend",
-    "a clothes-mending evening",
-    "a rooftop solar share offer",
-    "a three-day city itinerary",
-    "a late-opening adults' night",
-    "a volunteer planting day",
-    "two-factor login",
-    "a science fair",
-    "a street party application process",
-]
-_ORGS = [
-    "a family-run bakery",
-    "a bike-repair co-op",
-    "a public library",
-    "a regional history museum",
-    "a community garden",
-    "a GP surgery",
-    "a yoga studio",
-    "a software start-up",
-    "a primary school",
-    "a town council",
-    "a hiking club",
-    "an animal rescue shelter",
-    "a repair cafe",
-    "a solar installer",
-    "a youth hostel",
-]
-_AUDIENCES = [
-    "local families",
-    "daily commuters",
-    "older residents",
-    "school groups",
-    "beginner gardeners",
-    "new parents",
-    "absolute beginners",
-    "existing subscribers",
-    "GCSE students",
-    "newcomers to the town",
-    "first-time hikers",
-    "first-time pet owners",
-    "teenagers",
-    "renters",
-    "solo travellers",
-]
-_FOLLOW = [
-    "then transcribe it into a text summary",
-    "and write captions for it",
-    "then analyse how viewers respond",
-    "and record a narrated version",
-    "then turn it into a short animation",
-    "and draw a matching cover image",
-    "then compare it with last year's campaign",
-    "and compose background music for it",
-]
-_TEMPLATES = [
-    "{verb} {art} for {org} about {subj}, aimed at {aud}, {follow}.",
-    "For {org}, {verb_l} {art} that explains {subj} to {aud}; {follow}.",
-    "{org_c} needs {art} on {subj} for {aud}: {verb_l} it, {follow}.",
-    "{verb} {art} and {art2} introducing {subj} to {aud} on behalf of {org}, {follow}.",
-]
-
-
-def synthetic_instructions(n: int, seed: int = 0) -> list[str]:
-    """Template rows in the offline backend's style (a fallback when it is not installed)."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        verb = rng.choice(_VERBS)
-        org = rng.choice(_ORGS)
-        out.append(
-            rng.choice(_TEMPLATES).format(
-                verb=verb,
-                verb_l=verb.lower(),
-                art=rng.choice(_ARTEFACTS),
-                art2=rng.choice(_ARTEFACTS),
-                org=org,
-                org_c=org[0].upper() + org[1:],
-                subj=rng.choice(_SUBJECTS),
-                aud=rng.choice(_AUDIENCES),
-                follow=rng.choice(_FOLLOW),
-            )
-        )
-    return out
 
 
 def reference_instructions() -> list[str]:
@@ -413,8 +280,6 @@ def main() -> int:
     t0 = time.perf_counter()
     rows = offline_instructions(args.rows, args.seed, args.workers)
     kind = "offline backend"
-    if rows is None:
-        rows, kind = synthetic_instructions(args.rows, args.seed), "synthetic templates"
     print(f"generated {len(rows):,} rows with the {kind} in {time.perf_counter() - t0:.1f} s", flush=True)
     recall(kind, rows[: args.pairwise_rows])
     if ref:

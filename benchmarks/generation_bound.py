@@ -7,7 +7,7 @@
    in two scenarios: RPM-bound and TPM-bound. Printed: accepted rows/min ÷ the bound
    min(RPM, TPM / billed tokens per call) × rows per call (target ≥ 0.90), and the 429s.
 2. Billed tokens per accepted row against the same server with the same failure rate (`--fail`
-   of calls answer 500 or a truncated, invalid reply): our scheme (rows per call N, structured
+   of calls answer 500 or a truncated, invalid reply): our scheme (5 and 20 rows per call, structured
    output, retries) vs the original's (one call per 20 rows, no retries: a failed or invalid
    reply loses the whole call).
 
@@ -131,14 +131,18 @@ async def original_scheme(base_url: str, calls: int) -> tuple[int, int]:
     return rows, calls
 
 
-def billed_per_row(n_rows: int, fail: float, latency: float) -> None:
+def billed_per_row(fail: float, latency: float) -> None:
     print(f"\nbilled tokens per accepted row, {fail:.0%} of calls fail (500 or truncated invalid JSON):")
     target_rows = 1000
     results = {}
-    for label, per_call in (("ours", 5), ("ours", 20)):
-        with FakeOpenAIProcess(
+
+    def failing_server() -> FakeOpenAIProcess:  # the same seeded failures for every scheme
+        return FakeOpenAIProcess(
             latency=latency / 4, failure_rate=fail, failure_kinds=("500", "truncated"), seed=7
-        ) as fake:
+        )
+
+    for per_call in (5, 20):
+        with failing_server() as fake:
             backend = OpenAIBackend(
                 "gpt-4o",
                 base_url=fake.base_url,
@@ -165,10 +169,8 @@ def billed_per_row(n_rows: int, fail: float, latency: float) -> None:
             rows = asyncio.run(go())
             stats = fake.stats()
             billed = stats["prompt_tokens"] + stats["completion_tokens"]
-            results[f"{label} ({per_call}/call, retries)"] = (billed, rows, stats["chat_requests"])
-    with FakeOpenAIProcess(
-        latency=latency / 4, failure_rate=fail, failure_kinds=("500", "truncated"), seed=7
-    ) as fake:
+            results[f"ours ({per_call}/call, retries)"] = (billed, rows, stats["chat_requests"])
+    with failing_server() as fake:
         rows, _ = asyncio.run(original_scheme(fake.base_url, target_rows // 20))
         stats = fake.stats()
         billed = stats["prompt_tokens"] + stats["completion_tokens"]
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         "TPM-bound", rpm=600, tpm=200_000, seconds=args.seconds, latency=args.latency, n=n, window=args.window
     )
     print(f"min ratio: {min(r1, r2):.3f} ({'OK' if min(r1, r2) >= 0.9 else 'BELOW'} target 0.90)")
-    billed_per_row(n, args.fail, args.latency)
+    billed_per_row(args.fail, args.latency)
     return 0
 
 

@@ -31,6 +31,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from . import rouge
+
 U64 = np.uint64
 _ONES = U64(0xFFFFFFFFFFFFFFFF)
 _FNV_BASIS = U64(0xCBF29CE484222325)
@@ -40,9 +42,9 @@ _K_OCC = U64(0xC2B2AE3D27D4EB4F)  # turns (token hash, occurrence) into one feat
 _K_BAND = U64(0xD6E8FEB86659FD93)  # salts a band key with its band number
 
 # counters[...]: one int64 array, updated in place by the compiled code
-(KEPT, NEXT_EPOCH, N_POST, N_VOCAB, POOL_USED, TOKENS_USED, STAMP,
- N_QUERIES, N_CANDIDATES, N_BOUNDED, N_LCS) = range(11)  # fmt: skip
-N_COUNTERS = 11
+(KEPT, NEXT_EPOCH, N_POST, N_VOCAB, STAMP,
+ N_QUERIES, N_CANDIDATES, N_BOUNDED, N_LCS) = range(9)  # fmt: skip
+N_COUNTERS = 9
 
 # what `process` does with each row
 CHECK_AND_ADD, CHECK, ADD = 0, 1, 2
@@ -55,9 +57,10 @@ class Index(NamedTuple):
     a: np.ndarray  # uint32[k], odd
     b: np.ndarray  # uint32[k]
     mix: np.ndarray  # uint64[band_rows], odd
-    # vocabulary: open-addressing table of token hash → id; ids index the arrays below
-    voc_hash: np.ndarray  # uint64[power of two], 0 = empty slot
-    voc_id: np.ndarray  # int32
+    # The three tables are open-addressing (linear probing), uint64[power of two, width], with
+    # a non-zero key in column 0 (0 = empty slot): one layout, one `_find`, one `rehash`.
+    # vocabulary: [token hash, id]; ids index the arrays below
+    vocab: np.ndarray  # uint64[., 2]
     tok_off: np.ndarray  # int64[capacity + 1]: token id's bytes are pool[tok_off[i]:tok_off[i+1]]
     pool: np.ndarray  # uint8
     tok_hash: np.ndarray  # uint64 per token id
@@ -72,14 +75,11 @@ class Index(NamedTuple):
     seen: np.ndarray  # int64 per kept row: the query that last collected it
     cand: np.ndarray  # int64 scratch: one query's candidates
     cand_key: np.ndarray  # int64 scratch: their ranking keys
-    # exact duplicates: table of the kept rows' key hashes (two of them) → kept row
-    key_h1: np.ndarray  # uint64[power of two], 0 = empty slot
-    key_h2: np.ndarray  # uint64
-    key_row: np.ndarray  # int64
-    # LSH: all bands in one open-addressing table of keyed posting lists
-    # (a key and its list head side by side, a posting's row and next in one word: a
-    # look-up touches one cache line per step, which is what a large index waits on)
-    table: np.ndarray  # uint64[power of two, 2]: key (0 = empty slot), 1 + first posting
+    # exact duplicates: [key hash 1, key hash 2, kept row]
+    keys: np.ndarray  # uint64[., 3]
+    # LSH, all bands: [band key, 1 + first posting]; a posting packs its row and the next
+    # posting of the same key into one word
+    table: np.ndarray  # uint64[., 2]
     post: np.ndarray  # uint64: row << 32 | (1 + next posting), 0 ends a list
     counters: np.ndarray  # int64[N_COUNTERS]
 
@@ -167,9 +167,9 @@ def vocab_room(ix: Index, nbytes: int) -> bool:
     new = nbytes // 2 + 1  # at most this many tokens
     c = ix.counters
     return (
-        2 * (c[N_VOCAB] + new) <= ix.voc_hash.shape[0]
+        2 * (c[N_VOCAB] + new) <= ix.vocab.shape[0]
         and c[N_VOCAB] + new < ix.tok_off.shape[0]
-        and c[POOL_USED] + nbytes <= ix.pool.shape[0]
+        and ix.tok_off[c[N_VOCAB]] + nbytes <= ix.pool.shape[0]
     )
 
 
@@ -179,14 +179,11 @@ def _token_id(ix: Index, buf: np.ndarray, lo: int, hi: int) -> int:
     for q in range(lo, hi):
         h1 = (h1 ^ U64(buf[q])) * _FNV_PRIME
     h = _splitmix(h1) | U64(1)
-    mask = U64(ix.voc_hash.shape[0] - 1)
+    mask = U64(ix.vocab.shape[0] - 1)
     s = h & mask
-    while True:
-        kh = ix.voc_hash[s]
-        if kh == U64(0):
-            break
-        if kh == h:  # the same token unless the bytes differ
-            t = ix.voc_id[s]
+    while ix.vocab[s, 0] != U64(0):
+        if ix.vocab[s, 0] == h:  # the same token unless the bytes differ
+            t = np.int64(ix.vocab[s, 1])
             p0 = ix.tok_off[t]
             if ix.tok_off[t + 1] - p0 == hi - lo:
                 q = 0
@@ -197,12 +194,11 @@ def _token_id(ix: Index, buf: np.ndarray, lo: int, hi: int) -> int:
         s = (s + U64(1)) & mask
     t = ix.counters[N_VOCAB]
     ix.counters[N_VOCAB] = t + 1
-    ix.voc_hash[s] = h
-    ix.voc_id[s] = t
-    p0 = ix.counters[POOL_USED]
+    ix.vocab[s, 0] = h
+    ix.vocab[s, 1] = U64(t)
+    p0 = ix.tok_off[t]
     for q in range(hi - lo):
         ix.pool[p0 + q] = buf[lo + q]
-    ix.counters[POOL_USED] = p0 + hi - lo
     ix.tok_off[t + 1] = p0 + hi - lo
     ix.tok_hash[t] = _splitmix(h ^ _K_POLY)
     return t
@@ -297,34 +293,26 @@ def band_keys(sigs: np.ndarray, mix: np.ndarray) -> np.ndarray:
 
 @njit(cache=True, inline="always")
 def _find(table: np.ndarray, key: np.uint64) -> int:
+    """The slot holding `key` in column 0, or the empty slot where it would go."""
     mask = U64(table.shape[0] - 1)
     s = key & mask
-    while True:
-        kk = table[s]
-        if kk == key or kk == U64(0):
-            return np.int64(s)
+    while table[s, 0] != key and table[s, 0] != U64(0):
         s = (s + U64(1)) & mask
-
-
-@njit(cache=True, inline="always")
-def _find_band(table: np.ndarray, key: np.uint64) -> int:
-    mask = U64(table.shape[0] - 1)
-    s = key & mask
-    while True:
-        kk = table[s, 0]
-        if kk == key or kk == U64(0):
-            return np.int64(s)
-        s = (s + U64(1)) & mask
+    return np.int64(s)
 
 
 @njit(cache=True)
-def rehash_bands(old: np.ndarray, new: np.ndarray) -> None:
-    """Move the band table into a larger, empty one."""
+def rehash(old: np.ndarray, new: np.ndarray) -> None:
+    """Move every entry of a table into a larger, empty one (entries are distinct, so each
+    goes to the first empty slot of its probe sequence)."""
+    mask = U64(new.shape[0] - 1)
     for s in range(old.shape[0]):
-        if old[s, 0] != U64(0):
-            t = _find_band(new, old[s, 0])
-            new[t, 0] = old[s, 0]
-            new[t, 1] = old[s, 1]
+        key = old[s, 0]
+        if key != U64(0):
+            t = key & mask
+            while new[t, 0] != U64(0):
+                t = (t + U64(1)) & mask
+            new[t] = old[s]
 
 
 @njit(cache=True, inline="always")
@@ -333,34 +321,12 @@ def _index_row(ix: Index, j: int, sig: np.ndarray) -> None:
     nb = ix.a.shape[0] // ix.mix.shape[0]
     for band in range(nb):
         key = _band_key(sig, band, ix.mix)
-        s = _find_band(ix.table, key)
+        s = _find(ix.table, key)
         ix.table[s, 0] = key
         p = ix.counters[N_POST]
         ix.post[p] = (U64(j) << U64(32)) | ix.table[s, 1]
         ix.table[s, 1] = U64(p + 1)
         ix.counters[N_POST] = p + 1
-
-
-@njit(cache=True)
-def rehash(old_key: np.ndarray, old_val: np.ndarray, new_key: np.ndarray, new_val: np.ndarray) -> None:
-    """Move every entry of an open-addressing table into a larger, empty one."""
-    for s in range(old_key.shape[0]):
-        key = old_key[s]
-        if key != U64(0):
-            t = _find(new_key, key)
-            new_key[t] = key
-            new_val[t] = old_val[s]
-
-
-@njit(cache=True)
-def rehash_keys(ix: Index, h1: np.ndarray, h2: np.ndarray, row: np.ndarray) -> None:
-    """Move the exact-key table into larger, empty arrays."""
-    for s in range(ix.key_h1.shape[0]):
-        if ix.key_h1[s] != U64(0):
-            t = _find_key(h1, h2, ix.key_h1[s], ix.key_h2[s])
-            h1[t] = ix.key_h1[s]
-            h2[t] = ix.key_h2[s]
-            row[t] = ix.key_row[s]
 
 
 @njit(cache=True)
@@ -429,15 +395,8 @@ def _lcs(masks: np.ndarray, slot: np.ndarray, m: int, other: np.ndarray, lo: int
     return m - ones
 
 
-@njit(cache=True, inline="always")
-def _fmeasure(lcs: int, m: int, n: int) -> float:
-    # rouge_score's expression (precision and recall, then their harmonic mean), so the
-    # comparison with the threshold agrees with it to the last bit
-    if lcs == 0:
-        return 0.0
-    precision = lcs / n
-    recall = lcs / m
-    return 2 * precision * recall / (precision + recall)
+# rouge_score's F-measure expression (`rouge.fmeasure`), compiled
+fmeasure = njit(cache=True, inline="always")(rouge.fmeasure)
 
 
 @njit(cache=True, inline="always")
@@ -453,7 +412,7 @@ def _near(ix: Index, toks: np.ndarray, sig: np.ndarray, threshold: float) -> tup
     nc = 0
     for band in range(nb):
         key = _band_key(sig, band, ix.mix)
-        s = _find_band(ix.table, key)
+        s = _find(ix.table, key)
         p1 = ix.table[s, 1]  # 0 when the slot is empty
         while p1 != U64(0):
             posting = ix.post[p1 - U64(1)]
@@ -503,7 +462,7 @@ def _near(ix: Index, toks: np.ndarray, sig: np.ndarray, threshold: float) -> tup
         j = ranked[c] & ((1 << 40) - 1)
         lo, hi = ix.row_ptr[j], ix.row_ptr[j + 1]
         ix.counters[N_LCS] += 1
-        f = _fmeasure(_lcs(masks, ix.slot, m, ix.tokens, lo, hi), m, hi - lo)
+        f = fmeasure(_lcs(masks, ix.slot, m, ix.tokens, lo, hi), m, hi - lo)
         if f >= threshold:
             best, score = j, f
             break
@@ -514,26 +473,25 @@ def _near(ix: Index, toks: np.ndarray, sig: np.ndarray, threshold: float) -> tup
 
 # --- the rule --------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def _find_key(h1s: np.ndarray, h2s: np.ndarray, h1: np.uint64, h2: np.uint64) -> int:
-    mask = U64(h1s.shape[0] - 1)
+def _find_key(keys: np.ndarray, h1: np.uint64, h2: np.uint64) -> int:
+    """The slot of the exact key (h1, h2), or the empty slot where it would go."""
+    mask = U64(keys.shape[0] - 1)
     s = h1 & mask
-    while True:
-        if h1s[s] == U64(0) or (h1s[s] == h1 and h2s[s] == h2):
-            return np.int64(s)
+    while keys[s, 0] != U64(0) and not (keys[s, 0] == h1 and keys[s, 1] == h2):
         s = (s + U64(1)) & mask
+    return np.int64(s)
 
 
 @njit(cache=True, inline="always")
 def _keep(ix: Index, toks: np.ndarray, sig: np.ndarray, key_slot: int, h1: np.uint64, h2: np.uint64) -> None:
     j = ix.counters[KEPT]
     ix.counters[KEPT] = j + 1
-    ix.key_h1[key_slot] = h1
-    ix.key_h2[key_slot] = h2
-    ix.key_row[key_slot] = j
+    ix.keys[key_slot, 0] = h1
+    ix.keys[key_slot, 1] = h2
+    ix.keys[key_slot, 2] = U64(j)
     lo = ix.row_ptr[j]
     hi = lo + toks.shape[0]
     ix.row_ptr[j + 1] = hi
-    ix.counters[TOKENS_USED] = hi
     ix.tokens[lo:hi] = toks
     ix.sorted_tokens[lo:hi] = np.sort(toks)
     for t in toks:  # document frequency: once per row
@@ -577,13 +535,13 @@ def process(
             h1, h2 = hash_bytes(keys[kptr[i] : kptr[i + 1]])
         else:
             h1, h2 = _key_of_ascii(text)
-        key_slot = _find_key(ix.key_h1, ix.key_h2, h1, h2)
+        key_slot = _find_key(ix.keys, h1, h2)
         if row_toks.shape[0]:
             signature(ix, row_toks, sig)
         out_kind[i] = UNIQUE
-        if ix.key_h1[key_slot] != U64(0):  # the same text was kept
+        if ix.keys[key_slot, 0] != U64(0):  # the same text was kept
             out_kind[i] = EXACT
-            out_row[i] = ix.key_row[key_slot]
+            out_row[i] = np.int64(ix.keys[key_slot, 2])
             out_score[i] = 1.0
         elif mode != ADD and row_toks.shape[0]:
             j, f = _near(ix, row_toks, sig, threshold)

@@ -22,10 +22,11 @@ made from the same input file, so a lost response cannot create (and bill) a sec
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import openai
 
@@ -40,7 +41,7 @@ __all__ = ["BatchRunner", "MAX_BATCH_REQUESTS", "TERMINAL_STATUSES"]
 
 MAX_BATCH_REQUESTS = 50_000  # the API's per-batch limit; split bigger plans
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
-_ENDPOINT = "/v1/chat/completions"
+_ENDPOINT: Final = "/v1/chat/completions"
 T = TypeVar("T")
 
 
@@ -58,6 +59,7 @@ class BatchRunner:
         max_attempts: int = 6,
         retry_max_wait: float = 120.0,
         backoff_base: float = 1.0,
+        backoff_cap: float = 60.0,
         reporter: Reporter | None = None,
     ) -> None:
         """`poll_interval` grows ×1.5 per poll up to `max_poll_interval`; `wait` gives up
@@ -65,7 +67,9 @@ class BatchRunner:
         self.client, self.model, self.json_mode = client, model, json_mode
         self.price = price_for(model, prices if prices is not None else load_prices())
         self.poll_interval, self.max_poll_interval, self.max_wait = poll_interval, max_poll_interval, max_wait
-        self._retry = {"max_attempts": max_attempts, "max_wait": retry_max_wait, "base": backoff_base}
+        self._retrying = functools.partial(
+            retrying, max_attempts=max_attempts, max_wait=retry_max_wait, base=backoff_base, cap=backoff_cap
+        )
         self.reporter = reporter or Reporter.silent()
         self.last_errors: dict[str, str] = {}
 
@@ -77,6 +81,7 @@ class BatchRunner:
             "max_attempts": backend.max_attempts,
             "retry_max_wait": backend.max_wait,
             "backoff_base": backend.backoff_base,
+            "backoff_cap": backend.backoff_cap,
             "reporter": backend.reporter,
         }
         runner = cls(backend.client, backend.model, **{**defaults, **kwargs})
@@ -103,7 +108,7 @@ class BatchRunner:
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         attempts = 0
         try:
-            async for attempt in retrying(**self._retry):
+            async for attempt in self._retrying():
                 with attempt:
                     attempts += 1
                     return await fn()

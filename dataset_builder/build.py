@@ -23,14 +23,15 @@ from typing import Any
 
 from taskdecomp.config import to_dict
 from taskdecomp.errors import AuthError, BackendError, ConfigError, Interrupted
+from taskdecomp.files import atomic_write_json, atomic_write_text
 from taskdecomp.reporter import Reporter
 from taskdecomp.schema import make_row
 
 from .backend import Backend, GenerationRequest, GenerationResult, Usage
 from .config import BuildConfig
-from .dedup import Deduplicator
+from .dedup import Deduplicator, describe_rule
 from .journal import Journal
-from .output import atomic_write_json, atomic_write_text, coverage, coverage_table, split_rows, write_splits
+from .output import coverage, coverage_table, split_rows, write_splits
 from .sampler import load_weights, plan_quotas
 from .taxonomy import CELLS, MAX_STEPS, MIN_STEPS, STRUCTURES, Cell
 from .validate import reason_code, validate_row
@@ -73,8 +74,6 @@ def _make_backend(kind: str, cfg: BuildConfig, reporter: Reporter) -> Backend:
     return OpenAIBackend(
         cfg.model,
         base_url=cfg.base_url,
-        # local OpenAI-compatible servers often need no key, but the client insists on one
-        api_key=os.environ.get("OPENAI_API_KEY") or "no-key",
         prices=load_prices(cfg.prices) if cfg.prices else None,
         rows_per_call=cfg.rows_per_call,
         concurrency=cfg.concurrency,
@@ -312,11 +311,11 @@ class _Run:
         price = getattr(self.backend, "price", None)
         if self.cfg.max_cost is None or price is None:
             return 0.0
-        from .openai_backend import _max_tokens, estimate_request_tokens
+        from .openai_backend import estimate_request_tokens, max_tokens
         from .pricing import cost as price_cost
 
         prompt, _ = estimate_request_tokens(request, request.n_rows)
-        return price_cost(Usage(int(prompt * 1.25), _max_tokens(request.n_rows)), price, batch=batch)
+        return price_cost(Usage(int(prompt * 1.25), max_tokens(request.n_rows)), price, batch=batch)
 
     def _over_budget(self, reserved: float) -> bool:
         """True (and say so) when committed spend + what is in flight + `reserved` could pass
@@ -422,10 +421,10 @@ class _Run:
                 round_.append(nxt)
             if not round_:
                 break
-            todo = self._affordable([r for r, _ in round_ if r.request_id not in self.cache])
-            dropped = {r.request_id for r, _ in round_ if r.request_id not in self.cache} - {
-                r.request_id for r in todo
-            }
+            uncached = [r for r, _ in round_ if r.request_id not in self.cache]
+            todo = self._affordable(uncached)  # a head of `uncached`: the rest is over budget
+            todo_ids = {r.request_id for r in todo}
+            dropped = {r.request_id for r in uncached[len(todo) :]}
             for r, _ in round_:
                 if r.request_id in dropped:
                     self.sched.inflight[r.cell] -= 1
@@ -433,7 +432,7 @@ class _Run:
             if todo:
                 batch_id = await runner.submit(todo)
                 self.journal.add_batch(
-                    batch_id, [(r.request_id, r.cell.key, k) for r, k in round_ if r in todo]
+                    batch_id, [(r.request_id, r.cell.key, k) for r, k in round_ if r.request_id in todo_ids]
                 )
                 self.reporter.info(f"submitted Batch API job {batch_id} ({len(todo)} requests); waiting")
                 self.sent += len(todo)
@@ -442,7 +441,6 @@ class _Run:
                     if r.request_id in got:
                         self._journal(r, k, got[r.request_id])
                 self.journal.batch_done(batch_id)
-            todo_ids = {r.request_id for r in todo}
             if dropped and not round_:
                 break
             for r, _ in round_:
@@ -550,7 +548,7 @@ def _write_outputs(
         },
         "dedup": {
             "threshold": cfg.dedup_threshold,
-            "rule": "exact (normalised) or ROUGE-L F >= threshold on instructions",
+            "rule": describe_rule(cfg.dedup_threshold),
         },
         "stopped": run.stopped,
         "config": {k: v for k, v in config.items() if k not in ("quiet",)},

@@ -34,7 +34,6 @@ deterministic (fixed seeds, fixed hash functions; no Python `hash()`).
 from __future__ import annotations
 
 import collections
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -44,10 +43,12 @@ import numpy as np
 from taskdecomp.schema import normalise, row_id
 
 from . import _lsh
+from .rouge import lcs_length, rouge_l, rouge_l_text, rouge_tokens
 
 __all__ = [
     "Duplicate",
     "Deduplicator",
+    "describe_rule",
     "rouge_tokens",
     "lcs_length",
     "rouge_l",
@@ -55,59 +56,20 @@ __all__ = [
     "near_duplicate_pairs",
 ]
 
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
-
-
-def rouge_tokens(text: str) -> list[str]:
-    """rouge_score's `tokenize(text, stemmer=None)`, byte for byte."""
-    return _NON_ALNUM.sub(" ", text.lower()).split()
-
-
-def lcs_length(a: Sequence[Any], b: Sequence[Any]) -> int:
-    """Length of the longest common subsequence of two token sequences (bit-parallel)."""
-    if len(a) < len(b):  # the bit vector runs over the longer side: fewer iterations
-        a, b = b, a
-    masks: dict[Any, int] = {}
-    for i, tok in enumerate(a):
-        masks[tok] = masks.get(tok, 0) | (1 << i)
-    return _lcs_masks(masks, len(a), b)
-
-
-def _lcs_masks(masks: dict[Any, int], m: int, b: Iterable[Any]) -> int:
-    full = (1 << m) - 1
-    v = full
-    get = masks.get
-    for tok in b:
-        u = v & get(tok, 0)
-        v = ((v + u) | (v - u)) & full
-    return m - v.bit_count()
-
-
-def _fmeasure(lcs: int, m: int, n: int) -> float:
-    # the very expression rouge_score uses (precision/recall, then scoring.fmeasure), so the
-    # comparison with the threshold agrees with it to the last bit
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / n, lcs / m
-    return 2 * precision * recall / (precision + recall)
-
-
-def rouge_l(a: Sequence[Any], b: Sequence[Any]) -> float:
-    """ROUGE-L F-measure of two token sequences (0.0 when either is empty)."""
-    if not a or not b:
-        return 0.0
-    return _fmeasure(lcs_length(a, b), len(a), len(b))
-
-
-def rouge_l_text(a: str, b: str) -> float:
-    return rouge_l(rouge_tokens(a), rouge_tokens(b))
-
 
 def _exact_key(instruction: str) -> str:
-    # `normalise` drops what is not ASCII: an all-Chinese instruction would normalise to ''
-    # and equal every other one, so such texts are compared as written (after a NUL, which
-    # no normalised text holds). `_lsh` computes the same key's hashes for ASCII text.
+    # a text without any word character ("???") normalises to '', which would make every such
+    # text equal: those are compared as written (after a NUL, which no normalised text holds).
+    # `_lsh` computes the same key's hashes itself for ASCII text.
     return normalise(instruction) or "\x00" + instruction.strip()
+
+
+def describe_rule(threshold: float) -> str:
+    """The rule in words, for stats.json and the dataset card."""
+    return (
+        f"Exact duplicates (same normalised instruction) are dropped; of two rows whose instructions "
+        f"reach ROUGE-L F >= {threshold}, only the first is kept (the Alpaca rule)."
+    )
 
 
 @dataclass(frozen=True)
@@ -128,6 +90,15 @@ def _grown(arr: np.ndarray, need: int, fill: Any) -> np.ndarray:
 
 def _table_size(entries: int) -> int:
     return 1 << max(4, (2 * entries - 1).bit_length())  # a power of two, load <= 1/2
+
+
+def _rehashed(table: np.ndarray, entries: int) -> np.ndarray:
+    """`table` (an `_lsh` hash table), moved into a larger one unless `entries` fit at load <= 1/2."""
+    if len(table) >= 2 * entries:
+        return table
+    out = np.zeros((_table_size(max(entries, len(table))), table.shape[1]), table.dtype)
+    _lsh.rehash(table, out)
+    return out
 
 
 def _encode(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -198,7 +169,6 @@ class Deduplicator:
         self.threshold = threshold
         self.num_bands, self.band_rows = num_bands, band_rows
         self.stop_df = stop_df
-        self._epoch = 0
         rng = np.random.default_rng(seed)
 
         def uint(n: int, bits: int) -> np.ndarray:
@@ -210,8 +180,7 @@ class Deduplicator:
             a=uint(k, 32) | np.uint32(1),
             b=uint(k, 32),
             mix=uint(band_rows, 64) | np.uint64(1),
-            voc_hash=np.zeros(2 * vocab, np.uint64),
-            voc_id=np.zeros(2 * vocab, np.int32),
+            vocab=np.zeros((2 * vocab, 2), np.uint64),
             tok_off=np.zeros(vocab + 1, np.int64),
             pool=np.zeros(8 * vocab, np.uint8),
             tok_hash=np.zeros(vocab, np.uint64),
@@ -225,9 +194,7 @@ class Deduplicator:
             seen=np.zeros(rows, np.int64),
             cand=np.zeros(rows, np.int64),
             cand_key=np.zeros(rows, np.int64),
-            key_h1=np.zeros(2 * rows, np.uint64),
-            key_h2=np.zeros(2 * rows, np.uint64),
-            key_row=np.zeros(2 * rows, np.int64),
+            keys=np.zeros((2 * rows, 3), np.uint64),
             table=np.zeros((_table_size(rows * num_bands), 2), np.uint64),
             post=np.zeros(rows * num_bands, np.uint64),
             counters=np.zeros(_lsh.N_COUNTERS, np.int64),
@@ -273,27 +240,17 @@ class Deduplicator:
             new[name] = _grown(getattr(ix, name), kept, 0)
         new["row_ptr"] = _grown(ix.row_ptr, kept + 1, 0)
         for name in ("tokens", "sorted_tokens"):
-            new[name] = _grown(getattr(ix, name), int(c[_lsh.TOKENS_USED]) + nbytes // 2 + rows, 0)
+            new[name] = _grown(getattr(ix, name), int(ix.row_ptr[c[_lsh.KEPT]]) + nbytes // 2 + rows, 0)
         if posts >= 1 << 32:
             raise ValueError("the index holds at most 2^32 band postings (134 million rows at 32 bands)")
         new["post"] = _grown(ix.post, posts, 0)
-        if len(ix.table) < 2 * posts:
-            new["table"] = np.zeros((_table_size(max(posts, len(ix.table))), 2), np.uint64)
-            _lsh.rehash_bands(ix.table, new["table"])
-        if len(ix.key_h1) < 2 * kept:
-            size = _table_size(max(kept, len(ix.key_h1)))
-            h1, h2, row = np.zeros(size, np.uint64), np.zeros(size, np.uint64), np.zeros(size, np.int64)
-            _lsh.rehash_keys(ix, h1, h2, row)
-            new.update(key_h1=h1, key_h2=h2, key_row=row)
         vocab, more = int(c[_lsh.N_VOCAB]), row_bytes // 2 + 1
-        if len(ix.voc_hash) < 2 * (vocab + more):
-            size = _table_size(max(vocab + more, len(ix.voc_hash)))
-            new["voc_hash"], new["voc_id"] = np.zeros(size, np.uint64), np.zeros(size, np.int32)
-            _lsh.rehash(ix.voc_hash, ix.voc_id, new["voc_hash"], new["voc_id"])
+        for name, entries in (("table", posts), ("keys", kept), ("vocab", vocab + more)):
+            new[name] = _rehashed(getattr(ix, name), entries)
         new["tok_off"] = _grown(ix.tok_off, vocab + more + 1, 0)
         for name, fill in (("tok_hash", 0), ("stop", False), ("df", 0), ("occ", 0), ("slot", -1)):
             new[name] = _grown(getattr(ix, name), len(new["tok_off"]) - 1, fill)
-        new["pool"] = _grown(ix.pool, int(c[_lsh.POOL_USED]) + row_bytes, 0)
+        new["pool"] = _grown(ix.pool, int(ix.tok_off[vocab]) + row_bytes, 0)
         changed = {name: arr for name, arr in new.items() if arr is not getattr(ix, name)}
         if changed:
             self._ix = ix = ix._replace(**changed)
@@ -302,7 +259,6 @@ class Deduplicator:
     def _new_epoch(self) -> None:
         """Recompute the frequent tokens from the kept rows and re-sign the whole index."""
         ix = self._ix
-        self._epoch += 1
         ix.counters[_lsh.NEXT_EPOCH] *= 16
         ix.stop[:] = ix.df > self.stop_df * len(self)
         _lsh.resign(ix)

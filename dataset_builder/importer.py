@@ -25,10 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from taskdecomp.config import to_dict
-from taskdecomp.dataset_builder.dedup import Deduplicator
+from taskdecomp.dataset_builder.dedup import Deduplicator, describe_rule
 from taskdecomp.dataset_builder.output import (
-    atomic_write_json,
-    atomic_write_text,
     coverage,
     coverage_table,
     split_rows,
@@ -37,6 +35,7 @@ from taskdecomp.dataset_builder.output import (
 from taskdecomp.dataset_builder.taxonomy import CELLS, COMBINATIONS, MAX_STEPS, MIN_STEPS
 from taskdecomp.dataset_builder.validate import reason_code, validate_row
 from taskdecomp.errors import ConfigError, InputError
+from taskdecomp.files import atomic_write_json, atomic_write_text
 from taskdecomp.reporter import Reporter
 from taskdecomp.schema import MODALITIES, OPERATIONS, STRUCTURES, classify_structure, make_row, parse_output
 
@@ -51,7 +50,6 @@ __all__ = [
 ]
 
 SOURCE = "seed"
-DEDUP_RULE = "exact (normalised instruction) or ROUGE-L F >= threshold on instructions (the Alpaca rule)"
 
 
 @dataclass
@@ -293,7 +291,7 @@ def import_dataset(cfg: ImportConfig, reporter: Reporter | None = None) -> Impor
             fixed.update(fixes)
             if fixes:
                 fixes_per_row.append({**loc, "id": row["id"], "fixes": fixes})
-            reasons = [str(r) for r in validate_row(row)]
+            reasons = validate_row(row)
             if reasons:
                 reject_codes[reason_code(reasons[0])] += 1  # per row, as build-dataset counts
                 rejected.append({**loc, "instruction": row["instruction"], "reasons": reasons, "row": row})
@@ -364,24 +362,17 @@ def import_dataset(cfg: ImportConfig, reporter: Reporter | None = None) -> Impor
             "min_steps": MIN_STEPS,
             "max_steps": MAX_STEPS,
         },
-        "dedup": {"threshold": cfg.dedup_threshold, "rule": DEDUP_RULE},
+        "dedup": {"threshold": cfg.dedup_threshold, "rule": describe_rule(cfg.dedup_threshold)},
         "config": to_dict(cfg),
     }
     # stats.json last: its presence means the folder is a complete dataset
     atomic_write_json(out / "stats.json", stats)
-    _write_card(out, reporter)
+    from taskdecomp.loader_script.card import write_dataset_card  # matplotlib: only when writing
+
+    write_dataset_card(out)
 
     reporter.result(_summary(out, report, stats))
     return ImportResult(accepted, split_sizes, stats, report)
-
-
-def _write_card(out: Path, reporter: Reporter) -> None:
-    try:
-        from taskdecomp.loader_script.card import write_dataset_card
-    except ImportError:  # the card writer is optional until its module lands
-        reporter.info("dataset card not written (taskdecomp.loader_script.card is not available)")
-        return
-    write_dataset_card(out)
 
 
 def _summary(out: Path, report: dict[str, Any], stats: dict[str, Any]) -> str:

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from taskdecomp.errors import ConfigError, InputError
+from taskdecomp.files import atomic_write_json
 
 from .backend import GenerationResult, Usage
-from .output import atomic_write_json
 
 __all__ = ["Journal", "JournalState"]
 

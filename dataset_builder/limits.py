@@ -100,22 +100,21 @@ class RateLimiter:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.rpm, self.tpm, self.concurrency = rpm, tpm, concurrency
+        self.concurrency = concurrency
         self._sem = asyncio.Semaphore(concurrency)
         # requests are strictly paced (a bucket of one); tokens may burst `burst_seconds`
-        self.requests = self._bucket(rpm, rate_safety, 0.0, floor=1.0)
-        self.tokens = self._bucket(tpm, rate_safety, burst_seconds, floor=1.0)
+        self.requests = self._bucket(rpm, rate_safety, 0.0)
+        self.tokens = self._bucket(tpm, rate_safety, burst_seconds)
         self._resume_at = 0.0
         self.throttle = 1.0
         self._base_rates = tuple(b.rate if b else 0.0 for b in (self.requests, self.tokens))
-        self.in_flight = 0
 
     @staticmethod
-    def _bucket(per_min: float | None, safety: float, burst: float, floor: float) -> TokenBucket | None:
+    def _bucket(per_min: float | None, safety: float, burst: float) -> TokenBucket | None:
         if not per_min:
             return None
         rate = per_min * safety / 60.0
-        return TokenBucket(rate, max(floor, rate * burst), initial=0.0)
+        return TokenBucket(rate, max(1.0, rate * burst), initial=0.0)  # at least one unit
 
     def pause(self, seconds: float) -> None:
         """Hold back new requests for `seconds` (the server said Retry-After)."""
@@ -149,9 +148,4 @@ class RateLimiter:
                 await self.requests.take(1)
             if self.tokens is not None:
                 await self.tokens.take(est_tokens)
-            slot = Slot(self, est_tokens)
-            self.in_flight += 1
-            try:
-                yield slot
-            finally:
-                self.in_flight -= 1
+            yield Slot(self, est_tokens)

@@ -34,6 +34,9 @@ from .taxonomy import MAX_STEPS, Cell
 __all__ = ["OfflineBackend", "generate_rows", "vocabulary"]
 
 _VOCAB_FILES = ("vocab_topics.yaml", "vocab_modalities.yaml", "vocab_templates.yaml")
+# libyaml's safe loader when PyYAML has it: the same data, ~10x faster than the pure-Python
+# one (which cost every offline build ~0.2-0.4 s at start-up)
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @cache
@@ -42,7 +45,7 @@ def vocabulary() -> dict[str, Any]:
     pkg = resources.files("taskdecomp.dataset_builder")
     merged: dict[str, Any] = {}
     for name in _VOCAB_FILES:
-        merged.update(yaml.safe_load(pkg.joinpath(name).read_text(encoding="utf-8")))
+        merged.update(yaml.load(pkg.joinpath(name).read_text(encoding="utf-8"), Loader=_YAML_LOADER))
     for mod in ("text", "image", "audio", "video"):
         spec = merged[mod]
         arts = []

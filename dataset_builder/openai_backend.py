@@ -20,6 +20,7 @@ from functools import cache
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletionMessage
 
 from taskdecomp import prompts
 from taskdecomp.errors import AuthError, BackendError, redact
@@ -42,6 +43,7 @@ __all__ = [
     "chat_body",
     "parse_candidates",
     "estimate_request_tokens",
+    "max_tokens",
 ]
 
 #: bump when the prompt files or the schema sent change: part of the build fingerprint.
@@ -122,8 +124,9 @@ def build_messages(request: GenerationRequest, *, json_mode: bool = False) -> li
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def _max_tokens(n_rows: int) -> int:
-    # generous cap (about 2x the estimate) so a runaway reply cannot bill without bound
+def max_tokens(n_rows: int) -> int:
+    """The completion cap sent with every request: generous (about 2x the estimate) so a
+    runaway reply cannot bill without bound; also the worst case `--max-cost` holds."""
     return n_rows * TOKENS_PER_ROW * 2 + 256
 
 
@@ -134,7 +137,7 @@ def chat_body(model: str, request: GenerationRequest, *, json_mode: bool = False
         "messages": build_messages(request, json_mode=json_mode),
         "response_format": response_format(json_mode),
         "temperature": TEMPERATURE,
-        "max_tokens": _max_tokens(request.n_rows),
+        "max_tokens": max_tokens(request.n_rows),
     }
 
 
@@ -220,7 +223,7 @@ class OpenAIBackend:
         model: str,
         *,
         base_url: str | None,
-        api_key: str | None,
+        api_key: str | None = None,
         rows_per_call: int = 5,
         concurrency: int = 8,
         rpm: float | None = None,
@@ -263,8 +266,9 @@ class OpenAIBackend:
 
     # one attempt = one HTTP request (two when the json_schema fallback kicks in)
     async def _attempt(
-        self, request: GenerationRequest, prompt_est: int, tally: list[Usage]
-    ) -> list[dict[str, Any]]:
+        self, request: GenerationRequest, prompt_est: int
+    ) -> tuple[Usage, ChatCompletionMessage | None]:
+        """One billed reply: (its usage, its message or None); raises on HTTP errors."""
         async with self.limiter.slot(self.reservation(request, prompt_est)) as slot:
             for _ in range(2):
                 self.stats["requests"] += 1
@@ -287,7 +291,8 @@ class OpenAIBackend:
                         # straight into a full window (a 429 storm)
                         self.limiter.rate_limited(retry_after(exc))
                     raise
-            content = resp.choices[0].message.content if resp.choices else None
+            message = resp.choices[0].message if resp.choices else None
+            content = message.content if message is not None else None
             if resp.usage is not None:
                 usage = Usage(resp.usage.prompt_tokens or 0, resp.usage.completion_tokens or 0)
             else:  # some servers omit usage: estimate it so cost accounting stays conservative
@@ -295,10 +300,7 @@ class OpenAIBackend:
             slot.used(usage.total_tokens)
             self.limiter.succeeded()
             self._calibrate(request, prompt_est, usage)
-        tally[0] = tally[0] + usage
-        if resp.choices and resp.choices[0].message.refusal:
-            raise InvalidReply("the model refused")
-        return parse_candidates(content)
+        return usage, message
 
     def _calibrate(self, request: GenerationRequest, prompt_est: int, usage: Usage) -> None:
         """Track billed/estimated prompt tokens and completion tokens per row (moving averages),
@@ -319,8 +321,7 @@ class OpenAIBackend:
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         prompt_est = estimate_request_tokens(request, 0)[0]
-        tally = [Usage()]
-        attempts = 0
+        spent, attempts = Usage(), 0
         policy = retrying(
             max_attempts=self.max_attempts,
             max_wait=self.max_wait,
@@ -332,16 +333,20 @@ class OpenAIBackend:
             async for attempt in policy:
                 with attempt:
                     attempts += 1
-                    candidates = await self._attempt(request, prompt_est, tally)
+                    usage, message = await self._attempt(request, prompt_est)
+                    spent += usage  # billed even when the reply turns out unusable
+                    if message is not None and message.refusal:
+                        raise InvalidReply("the model refused")
+                    candidates = parse_candidates(message.content if message is not None else None)
         except (openai.OpenAIError, InvalidReply) as exc:
             err = self._error(exc, attempts)
-            err.usage, err.cost_usd = tally[0], cost(tally[0], self.price)  # type: ignore[attr-defined]
+            err.usage, err.cost_usd = spent, cost(spent, self.price)  # type: ignore[attr-defined]
             raise err from None
         return GenerationResult(
             request_id=request.request_id,
             candidates=candidates,
-            usage=tally[0],
-            cost_usd=cost(tally[0], self.price),
+            usage=spent,
+            cost_usd=cost(spent, self.price),
             attempts=attempts,
         )
 

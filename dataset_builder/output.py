@@ -7,25 +7,19 @@ that are not part of this one are removed after the new ones are in place.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import random
-import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import datasets
 
+from taskdecomp.files import atomic_path
 from taskdecomp.loader_script.features import FEATURES, SPLITS, shard_name
 from taskdecomp.schema import STRUCTURES
 
 __all__ = [
-    "atomic_path",
-    "atomic_write_text",
-    "atomic_write_json",
     "split_rows",
     "write_splits",
     "coverage",
@@ -35,33 +29,6 @@ __all__ = [
 ]
 
 MAX_SHARD_ROWS = 100_000
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temp path beside `path`; on success rename it into place, else remove it.
-    Readers never see a half-written file, and a crash leaves only a hidden `.tmp`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are meant to be shared and published
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
 
 
 def split_rows(rows: list[dict[str, Any]], test_size: float, seed: int) -> dict[str, list[dict[str, Any]]]:

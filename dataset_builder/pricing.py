@@ -19,9 +19,7 @@ from taskdecomp.errors import ConfigError
 
 from .backend import Usage
 
-__all__ = ["Price", "DEFAULT_MODEL", "load_prices", "price_for", "cost"]
-
-DEFAULT_MODEL = "gpt-4o"
+__all__ = ["Price", "load_prices", "price_for", "cost"]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ The SDK's own retries are off (`max_retries=0`), so this is the only place that 
 from __future__ import annotations
 
 import email.utils
-import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -70,16 +69,15 @@ def retry_after(exc: BaseException | None) -> float | None:
 
 
 class _Wait(tenacity.wait.wait_base):
+    """The server's Retry-After when it sent one, else tenacity's full-jitter backoff."""
+
     def __init__(self, base: float, cap: float) -> None:
-        self.base, self.cap = base, cap
+        self.backoff = tenacity.wait_random_exponential(multiplier=base, max=cap)
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         asked = retry_after(exc)
-        if asked is not None:
-            return asked
-        ceiling = min(self.cap, self.base * 2 ** (retry_state.attempt_number - 1))
-        return random.uniform(0.0, ceiling)
+        return asked if asked is not None else self.backoff(retry_state)
 
 
 def retrying(

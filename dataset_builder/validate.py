@@ -19,7 +19,7 @@ from typing import Any
 
 from taskdecomp.schema import classify_structure, normalise, render_output, row_id, schema_errors
 
-from .dedup import rouge_l_text
+from .rouge import rouge_l, rouge_tokens
 from .taxonomy import MAX_STEPS, MIN_STEPS, Cell
 
 __all__ = ["validate_row", "reason_code", "REASON_CODES"]
@@ -97,10 +97,6 @@ def _boilerplate(where: str, text: str) -> str | None:
     return None
 
 
-def _content(text: str) -> frozenset[str]:
-    return frozenset(normalise(text).split()) - _STOP
-
-
 def _words(text: str) -> int:
     return len(text.split())
 
@@ -144,28 +140,33 @@ def _text(row: dict[str, Any]) -> list[str]:
             reasons.append(r)
     if r := _length("instruction", instruction, INSTRUCTION_WORDS):
         reasons.append(r)
+    # each description's normalised form, content words and ROUGE tokens, once: the pair
+    # checks below are O(steps^2) and run on every candidate of a build
+    norms = [normalise(st["description"]) for st in subtasks]
     instr_norm = normalise(instruction)
-    for st in subtasks:
+    for st, norm in zip(subtasks, norms, strict=True):
         where = f"step {st['step']}"
-        if normalise(st["description"]) == instr_norm:
+        if norm == instr_norm:
             reasons.append(f"boilerplate: {where} only repeats the instruction")
         if r := _length(where, st["description"], DESCRIPTION_WORDS):
             reasons.append(r)
     # distinct steps: exact (normalised) repeats, then near-repeats
     seen: dict[str, int] = {}
-    for st in subtasks:
-        key = normalise(st["description"])
-        if key in seen:
-            reasons.append(f"duplicate-steps: steps {seen[key]} and {st['step']} are the same")
+    for st, norm in zip(subtasks, norms, strict=True):
+        if norm in seen:
+            reasons.append(f"duplicate-steps: steps {seen[norm]} and {st['step']} are the same")
         else:
-            seen[key] = st["step"]
-    if not any(reason_code(r) == "duplicate-steps" for r in reasons):
+            seen[norm] = st["step"]
+    if len(seen) == len(subtasks):
+        content = [frozenset(norm.split()) - _STOP for norm in norms]
+        tokens = [rouge_tokens(st["description"]) for st in subtasks]
         for i, a in enumerate(subtasks):
-            for b in subtasks[i + 1 :]:
-                score = rouge_l_text(a["description"], b["description"])
-                if score >= STEP_SIMILARITY or _content(a["description"]) == _content(b["description"]):
+            for j in range(i + 1, len(subtasks)):
+                score = rouge_l(tokens[i], tokens[j])
+                if score >= STEP_SIMILARITY or content[i] == content[j]:
                     reasons.append(
-                        f"duplicate-steps: steps {a['step']} and {b['step']} are near-identical (ROUGE-L {score:.2f})"
+                        f"duplicate-steps: steps {a['step']} and {subtasks[j]['step']} are near-identical "
+                        f"(ROUGE-L {score:.2f})"
                     )
     return reasons
 

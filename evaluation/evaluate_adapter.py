@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from taskdecomp.errors import ConfigError, InputError
+from taskdecomp.files import atomic_write_json, atomic_write_text
 from taskdecomp.reporter import Reporter
 
 __all__ = [
@@ -88,8 +89,9 @@ class EvalConfig:
                 raise ConfigError("--push needs --repo-id USER/NAME when --adapter is a local folder")
 
 
-def _looks_like_repo(adapter: str) -> bool:
-    return not Path(adapter).exists() and adapter.count("/") == 1 and not adapter.startswith((".", "/"))
+def _looks_like_repo(name: str) -> bool:
+    """`USER/NAME` that is not a local path: a Hub repo id (the Hub itself says whether it exists)."""
+    return not Path(name).exists() and name.count("/") == 1 and not name.startswith((".", "/"))
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -115,7 +117,7 @@ def load_eval_rows(dataset: str, split: str, limit: int | None = None) -> list[d
             if kind is None:
                 raise InputError(f"{p}: unsupported file type; use .jsonl, .json or .parquet")
             ds = datasets.load_dataset(kind, data_files=str(p), split="train")
-        elif dataset.count("/") == 1 and not dataset.startswith((".", "/")):
+        elif _looks_like_repo(dataset):
             ds = datasets.load_dataset(dataset, split=split)
         else:
             raise InputError(f"dataset {dataset} not found; pass a build-dataset folder, a file or a Hub id")
@@ -140,17 +142,22 @@ def load_eval_rows(dataset: str, split: str, limit: int | None = None) -> list[d
 # --- model ----------------------------------------------------------------------------------
 
 
-def check_base(model: Any, expected: str | None, adapter: str) -> str:
-    """The adapter's base model id; `InputError` when `expected` names another one."""
+def _require_base(adapter: str, trained_on: str, expected: str | None) -> str:
+    """`trained_on`, or `InputError` when `expected` (an alias or Hub id) names another base."""
     from taskdecomp.trainer.models import hub_id_for
 
-    trained_on = str(model.peft_config["default"].base_model_name_or_path or "")
     if expected and trained_on and hub_id_for(expected) != trained_on:
         raise InputError(
             f"adapter {adapter} was trained on {trained_on}, not on {hub_id_for(expected)}; "
             "pass the matching --base or another adapter"
         )
     return trained_on
+
+
+def check_base(model: Any, expected: str | None, adapter: str) -> str:
+    """The adapter's base model id; `InputError` when `expected` names another one."""
+    trained_on = str(model.peft_config["default"].base_model_name_or_path or "")
+    return _require_base(adapter, trained_on, expected)
 
 
 def _check_adapter_exists(adapter: str) -> None:
@@ -165,17 +172,10 @@ def _check_adapter_exists(adapter: str) -> None:
 
 def _precheck_local_base(adapter: str, expected: str | None) -> None:
     """Refuse a mismatched local adapter before spending time loading its base model."""
-    from taskdecomp.trainer.models import hub_id_for
-
     config = Path(adapter) / "adapter_config.json"
-    if not expected or not config.is_file():
-        return
-    trained_on = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path") or ""
-    if trained_on and hub_id_for(expected) != trained_on:
-        raise InputError(
-            f"adapter {adapter} was trained on {trained_on}, not on {hub_id_for(expected)}; "
-            "pass the matching --base or another adapter"
-        )
+    if expected and config.is_file():
+        trained_on = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path") or ""
+        _require_base(adapter, trained_on, expected)
 
 
 def load_model(
@@ -215,7 +215,6 @@ def results_table(results: dict[str, Any]) -> str:
 
 def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     """Generate for base and adapter, score both; write the JSON (and card / push if asked)."""
-    from taskdecomp.dataset_builder.output import atomic_write_json, atomic_write_text
     from taskdecomp.evaluation import load_metric
     from taskdecomp.evaluation.generate import generate_batched
     from taskdecomp.promptfmt import render_prompt
@@ -286,8 +285,7 @@ def _update_card(
         from huggingface_hub import snapshot_download
 
         folder = Path(snapshot_download(cfg.adapter, local_dir=tempfile.mkdtemp(prefix="taskdecomp-card-")))
-    card = write_model_card(folder, eval_results=results)
-    card_path = Path(card) if isinstance(card, str | Path) else folder / "README.md"
+    card_path = write_model_card(folder, eval_results=results)
     reporter.info(f"model card updated: {card_path}")
     if cfg.push and token:
         from taskdecomp.hub import push_files

@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Publish a built dataset on the Hugging Face Hub (one atomic commit).",
         positionals=("dir",),
     )
-    assert cfg.dir is not None and cfg.repo_id is not None
+    assert cfg.dir is not None  # __post_init__ refused None
     reporter = Reporter(quiet=cfg.quiet)
     url = publish_dataset(cfg.dir, cfg.repo_id, private=cfg.private, revision=cfg.revision, reporter=reporter)
     print(url)

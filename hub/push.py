@@ -123,9 +123,9 @@ def push_files(
     commit_message: str,
     reporter: Reporter | None = None,
 ) -> str:
-    """Upload `files` ({path_in_repo: local path}) in one commit; returns the commit URL (or the
-    repo URL when nothing changed). Remote files matching `delete_patterns` that are not in
-    `files` are deleted in the same commit."""
+    """Upload `files` ({path_in_repo: local path}) in one commit; returns the commit URL (the
+    current head's when nothing changed: the client makes no empty commit). Remote files
+    matching `delete_patterns` that are not in `files` are deleted in the same commit."""
     reporter = reporter or Reporter.silent()
     repo_id = validate_repo_id(repo_id)
     missing = sorted(str(p) for p in files.values() if not Path(p).is_file())
@@ -140,7 +140,7 @@ def push_files(
     if quiet_bars:
         disable_progress_bars()
     try:
-        repo = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
         if revision:
             stage = f"creating branch {revision} of {repo_id}"
             api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
@@ -181,7 +181,7 @@ def push_files(
     finally:
         if quiet_bars:
             enable_progress_bars()
-    return redact(str(info.commit_url or repo))
+    return redact(info.commit_url)
 
 
 def publish_dataset(

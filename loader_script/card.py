@@ -21,13 +21,15 @@ import pyarrow.parquet as pq
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from taskdecomp.dataset_builder.output import atomic_write_text, coverage, coverage_table, read_rows
+from taskdecomp.dataset_builder.dedup import describe_rule
+from taskdecomp.dataset_builder.output import coverage, coverage_table, read_rows
 from taskdecomp.errors import InputError, redact
+from taskdecomp.files import atomic_write_text
 from taskdecomp.loader_script.chart import render_coverage_chart
 from taskdecomp.loader_script.features import ALPACA_COLUMNS, FEATURES, SPLITS, configs_yaml
 from taskdecomp.schema import MODALITIES, STRUCTURES
 
-__all__ = ["write_dataset_card", "render_dataset_card", "require_built", "shard_files", "PLACEHOLDER_REPO_ID"]
+__all__ = ["write_dataset_card", "require_built", "shard_files", "PLACEHOLDER_REPO_ID"]
 
 PLACEHOLDER_REPO_ID = "<user>/task-decomposition"
 TAGS = ["task-decomposition", "planning", "multimodal", "instruction-tuning", "alpaca", "synthetic"]
@@ -122,15 +124,9 @@ def _coverage(out_dir: Path, stats: dict[str, Any]) -> dict[str, dict[str, int]]
     return stats.get("coverage") or coverage(r for rows in read_rows(out_dir).values() for r in rows)
 
 
-def render_dataset_card(out_dir: Path, *, repo_id: str | None = None) -> str:
+def _render(out_dir: Path, stats: dict[str, Any], cov: dict[str, dict[str, int]], repo_id: str | None) -> str:
     """The card's Markdown (YAML header + body) for the built dataset in `out_dir`."""
-    out_dir = Path(out_dir)
-    return _render(out_dir, require_built(out_dir), repo_id)
-
-
-def _render(out_dir: Path, stats: dict[str, Any], repo_id: str | None) -> str:
     sizes = _split_sizes(out_dir)
-    cov = _coverage(out_dir, stats)
     taxonomy = stats.get("taxonomy") or {}
     dedup = stats.get("dedup") or {}
     dups = stats.get("duplicates") or {}
@@ -160,11 +156,7 @@ def _render(out_dir: Path, stats: dict[str, Any], repo_id: str | None) -> str:
         completion_tokens=usage.get("completion_tokens", 0),
         cost_usd=f"{float(stats.get('cost_usd') or 0):.4f}",
         wall_time_s=f"{float(stats.get('wall_time_s') or 0):.1f}",
-        dedup_rule=dedup.get("rule")
-        or (
-            "Exact duplicates (same normalised instruction) are dropped; of two rows whose "
-            f"instructions reach ROUGE-L ≥ {threshold}, only the first is kept."
-        ),
+        dedup_rule=dedup.get("rule") or describe_rule(threshold),
         rejects=dict(sorted((stats.get("rejects") or {}).items(), key=lambda kv: (-kv[1], kv[0]))),
         dup_exact=dups.get("exact", 0),
         dup_near=dups.get("near", 0),
@@ -180,8 +172,9 @@ def write_dataset_card(out_dir: Path, *, repo_id: str | None = None) -> Path:
     """Render `out_dir/README.md` and `out_dir/coverage.png` (both atomically); returns the card path."""
     out_dir = Path(out_dir)
     stats = require_built(out_dir)
-    text = _render(out_dir, stats, repo_id)
-    render_coverage_chart(_coverage(out_dir, stats), out_dir / CHART_NAME)
+    cov = _coverage(out_dir, stats)  # once: for an older build it means reading every shard
+    text = _render(out_dir, stats, cov, repo_id)
+    render_coverage_chart(cov, out_dir / CHART_NAME)
     path = out_dir / "README.md"
     atomic_write_text(path, text if text.endswith("\n") else text + "\n")
     return path

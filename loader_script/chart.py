@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # headless: CI, servers, no DISPLAY
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from taskdecomp.dataset_builder.output import atomic_path  # noqa: E402
+from taskdecomp.files import atomic_path  # noqa: E402
 from taskdecomp.schema import STRUCTURES  # noqa: E402
 
 __all__ = ["render_coverage_chart"]

@@ -16,11 +16,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from taskdecomp.cli import entrypoint
 from taskdecomp.config import parse_config
 from taskdecomp.errors import ConfigError, InputError
 from taskdecomp.reporter import Reporter
+
+if TYPE_CHECKING:  # for annotations only: the planner is imported once the arguments are good
+    from taskdecomp.planner import HandlerRegistry, Plan, RunResult
 
 __all__ = ["DecomposeConfig", "main", "format_schedule"]
 
@@ -76,11 +80,8 @@ def _read_tasks(file: str) -> list[str]:
     return tasks
 
 
-def format_schedule(plan: object, result: object) -> str:
+def format_schedule(plan: Plan, result: RunResult) -> str:
     """Waves of the run with each step's status (the dry run's schedule)."""
-    from taskdecomp.planner import Plan, RunResult
-
-    assert isinstance(plan, Plan) and isinstance(result, RunResult)
     lines = [f"schedule: {len(result.waves)} wave(s), {len(plan.steps)} step(s)"]
     for k, wave in enumerate(result.waves, start=1):
         lines.append(f"wave {k}:")
@@ -92,7 +93,7 @@ def format_schedule(plan: object, result: object) -> str:
     return "\n".join(lines)
 
 
-def _handlers(cfg: DecomposeConfig, reporter: Reporter):  # -> HandlerRegistry
+def _handlers(cfg: DecomposeConfig, reporter: Reporter) -> HandlerRegistry:
     from taskdecomp.planner import HandlerRegistry
     from taskdecomp.planner.handlers import OpenAITextHandler
 
@@ -102,6 +103,15 @@ def _handlers(cfg: DecomposeConfig, reporter: Reporter):  # -> HandlerRegistry
     if cfg.text_model or "text" not in registry:
         registry.register("text", OpenAITextHandler(model=cfg.text_model))
     return registry
+
+
+def _checked(task: str) -> str | InputError:
+    from taskdecomp.planner.plan import check_task
+
+    try:
+        return check_task(task)
+    except InputError as exc:
+        return exc
 
 
 @entrypoint("decompose")
@@ -133,15 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         plans = [decomposer.decompose(tasks[0], cfg.input)]  # DecompositionError → one line, exit 2
     else:
         # Lines too short/long for a row are reported per line, not fatal for the others.
-        valid = []
-        for t in tasks:
-            try:
-                valid.append(check_task(t))
-            except InputError as exc:
-                valid.append(exc)  # type: ignore[arg-type]
-        todo = [t for t in valid if isinstance(t, str)]
-        done = iter(decomposer.decompose_many(todo) if todo else [])
-        plans = [next(done) if isinstance(t, str) else t for t in valid]  # type: ignore[misc]
+        checked = [_checked(t) for t in tasks]
+        done = iter(decomposer.decompose_many([t for t in checked if isinstance(t, str)]))
+        plans = [next(done) if isinstance(t, str) else t for t in checked]
     failed = 0
     for task, plan in zip(tasks, plans, strict=True):
         if isinstance(plan, DecompositionError | InputError):

@@ -82,14 +82,14 @@ class OpenAITextHandler:
             )
         return self._client
 
+    def _where(self) -> str:
+        return self.base_url or "api.openai.com"
+
     def messages(self, step: Step, inputs: Mapping[int, Any]) -> list[dict[str, str]]:
         from taskdecomp.prompts import render
 
         user = render("handler_text.j2", description=step.description, inputs=sorted(inputs.items())).strip()
-        system = (
-            f"You carry out one step of a larger plan: a text {step.operation} step. "
-            "Answer with the result only."
-        )
+        system = render("handler_text_system.j2", operation=step.operation).strip()
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     async def __call__(self, step: Step, inputs: Mapping[int, Any]) -> str:
@@ -109,9 +109,15 @@ class OpenAITextHandler:
                 f"text endpoint refused the key ({exc.status_code}); check OPENAI_API_KEY"
             ) from None
         except openai.APIStatusError as exc:
-            raise BackendError(f"text endpoint answered {exc.status_code}") from None
+            raise BackendError(
+                f"text endpoint {self._where()} answered {exc.status_code} for step {step.step}; "
+                "check the model name and the endpoint, then run the plan again"
+            ) from None
         except openai.APIError as exc:  # connection errors, timeouts after the client's retries
-            raise BackendError(f"text endpoint failed: {exc.__class__.__name__}") from None
+            raise BackendError(
+                f"text endpoint {self._where()} failed ({exc.__class__.__name__}) for step {step.step}; "
+                "check that it is reachable (OPENAI_BASE_URL), then run the plan again"
+            ) from None
         choice = response.choices[0].message
         if not choice.content:
             raise BackendError(f"text endpoint returned no content{' (refusal)' if choice.refusal else ''}")

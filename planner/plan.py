@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from taskdecomp.errors import InputError, TaskDecompError
-from taskdecomp.schema import make_row, parse_output, render_output, schema_errors
+from taskdecomp.schema import make_row, parse_output, render_output
 
 if TYPE_CHECKING:
     from taskdecomp.planner.dispatch import HandlerRegistry, RunResult
@@ -152,27 +152,13 @@ def check_task(task: str) -> str:
 _USER_TEXT = re.compile(r"^[\w-]+: (instruction|input)\b")
 
 
-def _validate_row(row: dict[str, Any]) -> list[str]:
-    """The dataset builder's row validator (schema, graph, duplicate/boilerplate steps) when
-    present, else the schema plus the graph checks here."""
-    try:
-        from taskdecomp.dataset_builder.validate import validate_row
-    except ImportError:  # the builder is optional for planning
-        errors = list(schema_errors(row))
-        numbers = [st["step"] for st in row["subtasks"]]
-        if numbers != list(range(1, len(numbers) + 1)):
-            errors.append(f"steps must be numbered 1..{len(numbers)} in order")
-        for st in row["subtasks"]:
-            bad = [d for d in st["depends_on"] if not 0 < d < st["step"]]
-            if bad:
-                errors.append(f"step {st['step']} depends on step {bad[0]}, which does not come before it")
-        return errors
-    return [r for r in validate_row(row) if not _USER_TEXT.match(r)]
-
-
 def plan_errors(row: dict[str, Any]) -> list[str]:
-    """Why a row built from model output is not an acceptable plan (empty: it is)."""
-    return _validate_row(row)
+    """Why a row built from model output is not an acceptable plan (empty: it is): the dataset
+    builder's row validator (schema, step numbering, dependencies only on earlier steps,
+    duplicate/boilerplate steps), less the reasons about the user's own text."""
+    from taskdecomp.dataset_builder.validate import validate_row
+
+    return [r for r in validate_row(row) if not _USER_TEXT.match(r)]
 
 
 def plan_from_text(task: str, text: str, *, input: str = "", source: str = "model:base") -> Plan:
@@ -181,7 +167,7 @@ def plan_from_text(task: str, text: str, *, input: str = "", source: str = "mode
     if not steps:
         raise DecompositionError(task, [(text, ["the answer has no numbered steps ('1. ...')"])])
     row = make_row({"instruction": task, "input": input, "subtasks": steps}, source)
-    errors = _validate_row(row)
+    errors = plan_errors(row)
     if errors:
         raise DecompositionError(task, [(text, errors)])
     return Plan.from_row(row, raw=text)

@@ -73,8 +73,11 @@ _SPACE = re.compile(r"\s+")
 
 
 def normalise(text: str) -> str:
-    """Lower-case, strip accents and punctuation, collapse whitespace: the dedup/ID form."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    """Lower-case, strip accents and punctuation, collapse whitespace: the dedup/ID form.
+    Letters of every script stay (only the accents NFKD splits off go), so a Russian or
+    Chinese instruction keeps its words: dropping all non-ASCII made all such texts ''."""
+    if not text.isascii():
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     return _SPACE.sub(" ", _PUNCT.sub(" ", text.lower())).strip()
 
 

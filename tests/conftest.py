@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -53,14 +55,18 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 def pytest_configure(config):
-    """One cache of the tiny model's GGUF → safetensors conversion (~40 s) for the whole session
-    (and later runs, under .pytest_cache), whatever HF_HOME each test gets."""
+    """A fresh HF home for the session, and one cache of the tiny model's GGUF → safetensors
+    conversion (~40 s) for the whole session (and later runs, under .pytest_cache), whatever
+    HF_HOME each test gets."""
+    # huggingface_hub and datasets fix their paths (saved login, caches) from HF_HOME when they are
+    # imported, which the per-test HF_HOME of `_isolated_env` comes too late for: without this,
+    # in-process tests would read the developer's own login and write to their ~/.cache
+    assert "huggingface_hub" not in sys.modules, "conftest must set HF_HOME before huggingface_hub loads"
+    os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="taskdecomp-hf-home-")
     if os.environ.get("TASKDECOMP_MODEL_CACHE"):
         return
     cache = getattr(config, "cache", None)
     if cache is not None:
         os.environ["TASKDECOMP_MODEL_CACHE"] = str(cache.mkdir("taskdecomp-models"))
     else:
-        import tempfile
-
         os.environ["TASKDECOMP_MODEL_CACHE"] = tempfile.mkdtemp(prefix="taskdecomp-models-")

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from taskdecomp.dataset_builder.output import atomic_write_json, coverage, split_rows, write_splits
+from taskdecomp.dataset_builder.output import coverage, split_rows, write_splits
 from taskdecomp.dataset_builder.taxonomy import COMBINATIONS
+from taskdecomp.files import atomic_write_json
 from taskdecomp.schema import classify_structure, make_row, schema_errors
 
 VERBS = {"text": "Write", "image": "Draw", "audio": "Record", "video": "Film"}

@@ -44,6 +44,9 @@ def test_offline_end_to_end_200(tmp_path):
     assert len(stats["coverage"]) == 15  # every modality combination is present at n=200
     assert (out / "coverage.md").read_text().count("\n") >= 17
     assert (out / "README.md").exists() and (out / "rejects.jsonl").exists()
+    assert (
+        "ROUGE-L F >= 0.7, only the first is kept" in (out / "README.md").read_text()
+    )  # the value, not a name
     assert not list(out.rglob("*.tmp"))
 
 

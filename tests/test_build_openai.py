@@ -40,6 +40,11 @@ def _journal_lines(out: Path) -> list[dict]:
     return lines
 
 
+def _args(n: int, out: Path, base_url: str, *extra: str) -> list[str]:
+    """build-dataset's arguments for `n` rows into `out` from the server at `base_url`."""
+    return ["--n", str(n), "--out", str(out), "--base-url", base_url, *extra]
+
+
 def _rows(out: Path) -> list[dict]:
     return [r for split in datasets.load_dataset(str(out)).values() for r in split]
 
@@ -49,17 +54,7 @@ def test_kill_9_then_resume_pays_nothing_twice(tmp_path):
     with FakeOpenAI(latency=0.15) as fake:
         args = [
             *BUILD,
-            "--n",
-            "60",
-            "--out",
-            str(out),
-            "--base-url",
-            fake.base_url,
-            "--rows-per-call",
-            "3",
-            "--concurrency",
-            "3",
-            "--quiet",
+            *_args(60, out, fake.base_url, "--rows-per-call", "3", "--concurrency", "3", "--quiet"),
         ]
         proc = subprocess.Popen(args, env=_env())
         deadline = time.monotonic() + 120
@@ -91,7 +86,7 @@ def test_401_fails_at_once_without_echoing_the_key(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     with FakeOpenAI(api_key="sk-the-right-one-9999999") as fake:
         t0 = time.monotonic()
-        code = main(["--n", "50", "--out", str(tmp_path / "o"), "--base-url", fake.base_url, "--quiet"])
+        code = main(_args(50, tmp_path / "o", fake.base_url, "--quiet"))
         assert time.monotonic() - t0 < 30
         assert fake.stats["chat_requests"] == 1  # not retried, no burst
     err = capsys.readouterr().err.strip()
@@ -104,22 +99,7 @@ def test_unreachable_base_url_is_bounded(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     url = f"http://127.0.0.1:{free_port()}/v1"
     t0 = time.monotonic()
-    code = main(
-        [
-            "--n",
-            "10",
-            "--out",
-            str(tmp_path / "o"),
-            "--base-url",
-            url,
-            "--max-attempts",
-            "3",
-            "--max-wait",
-            "3",
-            "--timeout",
-            "2",
-        ]
-    )
+    code = main(_args(10, tmp_path / "o", url, "--max-attempts", "3", "--max-wait", "3", "--timeout", "2"))
     assert time.monotonic() - t0 < 60
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "reach" in err[-1] and "--base-url" in err[-1]
@@ -128,22 +108,7 @@ def test_unreachable_base_url_is_bounded(tmp_path, monkeypatch, capsys):
 def test_dry_run_calls_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     with FakeOpenAI() as fake:
-        assert (
-            main(
-                [
-                    "--n",
-                    "1000",
-                    "--out",
-                    str(tmp_path / "o"),
-                    "--base-url",
-                    fake.base_url,
-                    "--dry-run",
-                    "--rows-per-call",
-                    "10",
-                ]
-            )
-            == 0
-        )
+        assert main(_args(1000, tmp_path / "o", fake.base_url, "--dry-run", "--rows-per-call", "10")) == 0
         assert fake.stats["chat_requests"] == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["requests"] >= 100 and plan["prompt_tokens"] > 0 and plan["estimated_cost_usd"] > 0
@@ -155,42 +120,11 @@ def test_max_cost_stops_cleanly(tmp_path, monkeypatch, capsys):
     out = tmp_path / "o"
     with FakeOpenAI() as fake:
         # first find what one request costs, then allow about five of them
-        assert (
-            main(
-                [
-                    "--n",
-                    "3",
-                    "--out",
-                    str(tmp_path / "probe"),
-                    "--base-url",
-                    fake.base_url,
-                    "--rows-per-call",
-                    "3",
-                    "--quiet",
-                ]
-            )
-            == 0
-        )
+        assert main(_args(3, tmp_path / "probe", fake.base_url, "--rows-per-call", "3", "--quiet")) == 0
         one = json.loads((tmp_path / "probe" / "stats.json").read_text())["cost_usd"]
         budget = 5.5 * one
-        assert (
-            main(
-                [
-                    "--n",
-                    "300",
-                    "--out",
-                    str(out),
-                    "--base-url",
-                    fake.base_url,
-                    "--rows-per-call",
-                    "3",
-                    "--max-cost",
-                    str(budget),
-                    "--quiet",
-                ]
-            )
-            == 0
-        )
+        extra = ("--rows-per-call", "3", "--max-cost", str(budget), "--quiet")
+        assert main(_args(300, out, fake.base_url, *extra)) == 0
     stats = json.loads((out / "stats.json").read_text())
     assert stats["stopped"] and "--max-cost" in stats["stopped"]
     assert 0 < stats["n_rows"] < 300
@@ -203,17 +137,7 @@ def test_batch_mode_and_resume_polls_the_journaled_batch(tmp_path):
     with FakeOpenAI(batch_delay=3.0) as fake:
         args = [
             *BUILD,
-            "--n",
-            "30",
-            "--out",
-            str(out),
-            "--base-url",
-            fake.base_url,
-            "--rows-per-call",
-            "5",
-            "--batch",
-            "--batch-poll",
-            "0.2",
+            *_args(30, out, fake.base_url, "--rows-per-call", "5", "--batch", "--batch-poll", "0.2"),
         ]
         proc = subprocess.Popen(args, env=_env(), stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
@@ -237,40 +161,10 @@ def test_batch_respects_max_cost_and_unknown_price_is_refused(tmp_path, monkeypa
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     out = tmp_path / "o"
     with FakeOpenAI(batch_delay=0.1) as fake:
-        assert (
-            main(
-                [
-                    "--n",
-                    "300",
-                    "--out",
-                    str(out),
-                    "--base-url",
-                    fake.base_url,
-                    "--batch",
-                    "--batch-poll",
-                    "0.05",
-                    "--max-cost",
-                    "0.05",
-                    "--quiet",
-                ]
-            )
-            == 0
-        )
+        extra = ("--batch", "--batch-poll", "0.05", "--max-cost", "0.05", "--quiet")
+        assert main(_args(300, out, fake.base_url, *extra)) == 0
         created = fake.stats["batches_created"]
-        code = main(
-            [
-                "--n",
-                "10",
-                "--out",
-                str(tmp_path / "p"),
-                "--base-url",
-                fake.base_url,
-                "--model",
-                "my-local-llm",
-                "--max-cost",
-                "1",
-            ]
-        )
+        code = main(_args(10, tmp_path / "p", fake.base_url, "--model", "my-local-llm", "--max-cost", "1"))
     stats = json.loads((out / "stats.json").read_text())
     assert stats["stopped"] and 0 < stats["n_rows"] < 300 and stats["cost_usd"] <= 0.05 and created >= 1
     assert code == 2 and "--prices FILE" in capsys.readouterr().err

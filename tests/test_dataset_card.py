@@ -95,6 +95,15 @@ def test_card_renders_the_coverage_png(built) -> None:
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 
 
+def test_stats_without_coverage_are_recounted_from_the_shards(built) -> None:
+    out, _ = built
+    stats = json.loads((out / "stats.json").read_text())
+    (out / "stats.json").write_text(json.dumps({k: v for k, v in stats.items() if k != "coverage"}))
+    text = write_dataset_card(out).read_text()
+    assert coverage_table(stats["coverage"]) in text
+    assert f"covering {len(stats['coverage'])} modality combinations" in text
+
+
 def test_without_repo_id_the_card_has_a_placeholder(built) -> None:
     out, _ = built
     text = write_dataset_card(out).read_text()

@@ -166,9 +166,11 @@ def test_openai_text_handler_against_a_loopback_server():
     assert result.ok, result.errors
     assert result.outputs[1] == "A draft about bees."
     assert result.outputs[2] == "The final text."
-    # what step 2 was asked: its description and step 1's result
-    user = handler.messages(plan.step(2), {1: "A draft about bees."})[1]["content"]
+    # what the server was asked for step 2: its description and step 1's result
+    assert len(fake.bodies) == 2 and all(b["model"] == "fake-model" for b in fake.bodies)
+    user = fake.bodies[1]["messages"][-1]["content"]
     assert "Do the work of step number 2" in user and "[Step 1]" in user and "A draft about bees." in user
+    assert "A draft about bees." not in fake.bodies[0]["messages"][-1]["content"]
 
 
 def test_openai_text_handler_auth_failure_fails_the_step_without_leaking_the_key():
@@ -179,6 +181,18 @@ def test_openai_text_handler_auth_failure_fails_the_step_without_leaking_the_key
         result = plan.run({"text": handler})
     assert {n: r.status for n, r in result.steps.items()} == {1: "failed", 2: "skipped", 3: "failed"}
     assert "AuthError" in result.errors[1] and secret not in result.errors[1]
+
+
+def test_openai_text_handler_server_error_says_where_and_what_to_do():
+    plan = make_plan({1: ()})
+    with FakeOpenAI() as fake:
+        fake.script({"status": 404})
+        handler = OpenAITextHandler(base_url=fake.base_url, model="no-such-model", max_retries=0)
+        result = plan.run({"text": handler})
+    assert result.steps[1].status == "failed"
+    error = result.errors[1]
+    assert "404" in error and fake.base_url in error and "step 1" in error and "model name" in error
+    assert fake.bodies[0]["messages"][0]["content"].startswith("You carry out one step of a larger plan")
 
 
 def test_openai_text_handler_needs_a_key_for_the_openai_api():

@@ -3,13 +3,17 @@ commands use it (model repos, unchanged re-push)."""
 
 from __future__ import annotations
 
+import json
+import os
+
 import huggingface_hub
 import pytest
 
-from taskdecomp.errors import AuthError, ConfigError, InputError
+from taskdecomp.errors import AuthError, ConfigError, HubError, InputError
 from taskdecomp.hub import push_files, resolve_token, validate_repo_id
 from taskdecomp.hub.cli import main
 
+from conftest import free_port
 from dataset_fixture import build_fixture
 from hub_server import DEFAULT_TOKEN, HubServer
 
@@ -19,6 +23,16 @@ def hub(monkeypatch):
     with HubServer() as server:
         server.point_clients_here(monkeypatch)
         yield server
+
+
+@pytest.fixture
+def saved_login(monkeypatch, tmp_path):
+    """Where `hf auth login` saves the token. huggingface_hub fixes that path from HF_HOME when
+    it is imported (before any fixture runs), so point it at this test's folder: a developer's
+    own login must neither leak in nor make "no token" tests fail."""
+    path = tmp_path / "hf_token"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(path))
+    return path
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -67,8 +81,8 @@ def test_dir_missing_or_not_built(hub, tmp_path, capsys) -> None:
     assert not hub.repos
 
 
-def test_missing_token(tmp_path, capsys, monkeypatch) -> None:
-    monkeypatch.delenv("HF_TOKEN", raising=False)  # and HF_HOME is a fresh, logged-out home
+def test_missing_token(tmp_path, capsys, saved_login) -> None:
+    assert not saved_login.exists() and "HF_TOKEN" not in os.environ  # logged out
     out = tmp_path / "ds"
     build_fixture(out, n=20)
     code, _, err = run(capsys, str(out), "--repo-id", "alice/x")
@@ -79,8 +93,10 @@ def test_missing_token(tmp_path, capsys, monkeypatch) -> None:
         resolve_token()
 
 
-def test_resolve_token_prefers_env(monkeypatch) -> None:
-    monkeypatch.setenv("HF_TOKEN", "hf_fromEnv123456789")
+def test_resolve_token_prefers_env_then_the_saved_login(monkeypatch, saved_login) -> None:
+    saved_login.write_text("hf_savedLogin123456789\n")
+    assert resolve_token() == "hf_savedLogin123456789"
+    monkeypatch.setenv("HF_TOKEN", " hf_fromEnv123456789 ")
     assert resolve_token() == "hf_fromEnv123456789"
 
 
@@ -117,55 +133,43 @@ def test_push_files_to_a_model_repo(hub, tmp_path) -> None:
         "adapter_model.safetensors",
     }
 
-    # nothing changed: no empty commit
+    # nothing changed: no empty commit, and the URL is the current head's
     repo = hub.repo("alice/adapter", "model")
     head = repo.branches["main"]
-    push_files("alice/adapter", files, repo_type="model", token=DEFAULT_TOKEN, commit_message="v3")
+    url = push_files("alice/adapter", files, repo_type="model", token=DEFAULT_TOKEN, commit_message="v3")
     assert repo.branches["main"] == head
+    assert url == f"{hub.endpoint}/alice/adapter/commit/{head}"
+
+
+def push_one(tmp_path, repo_id: str = "alice/x") -> str:
+    """Push `tmp_path/a.txt` (which the caller may or may not have written) to a model repo."""
+    return push_files(
+        repo_id, {"a.txt": tmp_path / "a.txt"}, repo_type="model", token=DEFAULT_TOKEN, commit_message="m"
+    )
 
 
 def test_push_to_someone_elses_namespace_is_refused(hub, tmp_path) -> None:
     (tmp_path / "a.txt").write_text("x")
     with pytest.raises(AuthError, match="403") as info:
-        push_files(
-            "bob/x", {"a.txt": tmp_path / "a.txt"}, repo_type="model", token=DEFAULT_TOKEN, commit_message="m"
-        )
+        push_one(tmp_path, "bob/x")
     assert DEFAULT_TOKEN not in str(info.value)
     assert "\n" not in str(info.value)
 
 
 def test_push_of_a_missing_file_is_refused_before_the_network(hub, tmp_path) -> None:
     with pytest.raises(InputError, match="no such file"):
-        push_files(
-            "alice/x",
-            {"a.txt": tmp_path / "a.txt"},
-            repo_type="model",
-            token=DEFAULT_TOKEN,
-            commit_message="m",
-        )
-    assert not hub.repos
+        push_one(tmp_path)
+    assert not hub.requests
 
 
 def test_unreachable_hub(tmp_path, monkeypatch) -> None:
-    from taskdecomp.errors import HubError
-
-    from conftest import free_port
-
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")
     (tmp_path / "a.txt").write_text("x")
     with pytest.raises(HubError, match="cannot reach"):
-        push_files(
-            "alice/x",
-            {"a.txt": tmp_path / "a.txt"},
-            repo_type="model",
-            token=DEFAULT_TOKEN,
-            commit_message="m",
-        )
+        push_one(tmp_path)
 
 
 def test_stats_with_a_secret_are_not_published(hub, tmp_path, capsys) -> None:
-    import json
-
     out = tmp_path / "ds"
     build_fixture(out, n=20)
     stats = json.loads((out / "stats.json").read_text())

@@ -259,13 +259,20 @@ def test_token_bucket_paces_from_empty():
 
 
 def test_limiter_reconciles_tokens():
+    async def settle(lim: RateLimiter, reserved: int, used: int) -> float:
+        async with lim.slot(reserved) as slot:
+            before = lim.tokens.level
+            slot.used(used)
+            slot.used(0)  # settles once: a second call changes nothing
+        return lim.tokens.level - before
+
     async def go():
         lim = RateLimiter(tpm=60_000, concurrency=2)  # 980 tokens/s after the safety margin
-        async with lim.slot(500) as slot:
-            slot.used(100)  # refund 400
-        return lim.tokens.level
+        return await settle(lim, 500, 100), await settle(lim, 500, 900)
 
-    assert asyncio.run(go()) > -500 + 350
+    refunded, charged = asyncio.run(go())
+    assert refunded == pytest.approx(400, abs=20)  # reserved 500, billed 100: 400 back
+    assert charged == pytest.approx(-400, abs=20)  # billed 900: 400 of debt
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,7 +11,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def source_copy(dest: Path) -> Path:
+    """The project's sources (pyproject, README, every top-level package folder) in `dest`:
+    setuptools builds in the source tree, so building the checkout itself would leave
+    `build/` there."""
+    dest.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, dest / name)
+    for package in sorted(p.parent for p in REPO.glob("*/__init__.py")):
+        shutil.copytree(package, dest / package.name, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
 def test_wheel_carries_templates_and_installs_under_one_package(tmp_path):
+    src = source_copy(tmp_path / "src")
     wheel_dir = tmp_path / "wheels"
     subprocess.run(
         [
@@ -23,7 +37,7 @@ def test_wheel_carries_templates_and_installs_under_one_package(tmp_path):
             "--no-build-isolation",
             "-w",
             str(wheel_dir),
-            str(REPO),
+            str(src),
         ],
         check=True,
         timeout=300,

@@ -70,6 +70,7 @@ def test_loss_falls_and_keeps_falling_after_eval(trained):
     evals = {r["step"]: r["eval_loss"] for r in log if "eval_loss" in r}
     assert sorted(losses) == list(range(1, 11)), losses
     assert 5 in evals and 10 in evals, evals  # evaluated mid-run and at the end
+    assert [r["step"] for r in log if "eval_loss" in r] == [5, 10], log  # the final eval logged once
     start = sum(losses[s] for s in (1, 2, 3, 4)) / 4  # one pass over the 4 rows
     before_eval = losses[5]
     end = sum(losses[s] for s in (7, 8, 9, 10)) / 4  # the same 4 rows, after the eval

@@ -130,7 +130,8 @@ def test_output_dir_of_another_run(tmp_path, capsys):
     out.mkdir()
     argv = ["--dataset", "x", "--recipe", "smollm2-135m-cpu", "--output-dir", str(out), "--max-steps", "9"]
     _save_config(parse_config(TrainConfig, argv, prog="t", base=load_recipe("smollm2-135m-cpu")), out)
-    code, err = _run([*argv, "--learning-rate", "0.01"], capsys)
+    # --quiet is not part of the run: only the field that changes training is named
+    code, err = _run([*argv, "--learning-rate", "0.01", "--quiet"], capsys)
     assert code == 2 and "holds a different run (differs in: learning_rate)" in err, err
     code, err = _run(argv, capsys)
     assert code == 2 and "already holds this run; pass --resume" in err, err

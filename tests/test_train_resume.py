@@ -76,7 +76,10 @@ def test_kill_9_then_resume(tmp_path):
     assert commits <= 2  # the repo's initial commit + ONE upload commit
     state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
     assert state["global_step"] == 6
-    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in log]
     train_steps = [s for s in steps if s > 0][:6]
     assert train_steps == [1, 2, 3, 4, 5, 6], steps  # continuous, nothing logged twice
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6], log
+    assert [r["step"] for r in log if "eval_loss" in r] == [6], log  # eval_steps 0: one eval, at the end
     assert (out / "adapter_model.safetensors").is_file()

@@ -188,3 +188,30 @@ def test_original_rows_are_valid(reference_data_dir):
         if reasons := validate_row(row):
             bad.append(reasons)
     assert len(bad) <= len(rows) // 100, bad[:5]
+
+
+RU = {
+    "instruction": "Запишите двухминутную голосовую заметку о новом курсе выпечки хлеба и превратите её в "
+    "письменное объявление для рассылки.",
+    "input": "",
+    "structure": "chain",
+    "subtasks": [
+        {"step": 1, "description": "Запишите голосовую заметку о курсе выпечки.", "modality": "audio",
+         "operation": "generation", "depends_on": []},
+        {"step": 2, "description": "Расшифруйте заметку в обычный текст.", "modality": "text",
+         "operation": "transformation", "depends_on": [1]},
+        {"step": 3, "description": "Отредактируйте расшифровку в короткое объявление.", "modality": "text",
+         "operation": "generation", "depends_on": [2]},
+    ],
+}  # fmt: skip
+
+
+def test_non_latin_rows_keep_their_words():
+    # normalise keeps letters of every script: such rows validate, and get ids of their own
+    row = make_row(copy.deepcopy(RU), "openai:test")
+    assert validate_row(row, CELL) == []
+    other = copy.deepcopy(RU)
+    other["instruction"] = other["instruction"].replace("хлеба", "пиццы")
+    assert make_row(other, "openai:test")["id"] != row["id"] != row_id("")
+    # accents still go, and ASCII text is unchanged
+    assert row_id("Café — crème brûlée!") == row_id("cafe creme brulee")

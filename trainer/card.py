@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from taskdecomp.errors import InputError
+from taskdecomp.files import atomic_path, atomic_write_text
 
 from .data import dataset_repo_id
 from .models import ALIASES, hub_id_for
@@ -57,10 +58,11 @@ def plot_loss(output_dir: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     path = Path(output_dir) / "loss.png"
-    tmp = path.with_name(".loss.png.tmp")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -144,7 +146,5 @@ def write_model_card(output_dir: Path, eval_results: dict[str, Any] | None = Non
         eval_split=eval_results.get("split", "test"),
     )
     path = out / "README.md"
-    from taskdecomp.dataset_builder.output import atomic_write_text
-
     atomic_write_text(path, str(card))
     return path

@@ -21,9 +21,10 @@ import yaml
 
 from taskdecomp.config import to_dict
 from taskdecomp.errors import ConfigError
+from taskdecomp.files import atomic_write_json, atomic_write_text
 from taskdecomp.reporter import Reporter
 
-from .config import TrainConfig, fingerprint
+from .config import RUN_ONLY_FIELDS, TrainConfig, fingerprint
 from .models import keep_reference_cpu_kernels, load_base_model
 
 __all__ = ["train", "check_run", "sft_config", "lora_config", "LOG_FILE", "CONFIG_FILE", "PUSH_FILES"]
@@ -87,12 +88,11 @@ def check_run(cfg: TrainConfig) -> str | None:
             f"output dir {out} is not empty and holds no train-adapter run; pass another --output-dir"
         )
     saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
-    if fingerprint(saved) != fingerprint(to_dict(cfg)):
-        mine = to_dict(cfg)
+    mine = to_dict(cfg)
+    if fingerprint(saved) != fingerprint(mine):
+        # name only what the fingerprint compares (not e.g. output_dir or quiet)
         diff = sorted(
-            k
-            for k in set(mine) | set(saved)
-            if k not in ("resume", "overwrite") and saved.get(k) != mine.get(k)
+            k for k in set(mine) | set(saved) if k not in RUN_ONLY_FIELDS and saved.get(k) != mine.get(k)
         )
         raise ConfigError(
             f"output dir {out} holds a different run (differs in: {', '.join(diff[:5])}); "
@@ -239,11 +239,6 @@ def _callbacks(out: Path, reporter: Reporter, resume_step: int, max_steps: int) 
                 shown = {k: round(v, 4) for k, v in logs.items() if k in ("loss", "eval_loss")}
                 self.progress.update(state.global_step - self.progress.n, **shown)
 
-        def on_evaluate(self, args, state, control, model=None, **kwargs):
-            # The AVX512-BF16 repack happens during eval forwards: undo it before training resumes.
-            if model is not None:
-                keep_reference_cpu_kernels(model)
-
         def on_train_end(self, args, state, control, **kwargs):
             if self.progress is not None:
                 self.progress.close()
@@ -260,8 +255,6 @@ def _truncate_log(path: Path, step: int) -> None:
         for ln in path.read_text(encoding="utf-8").splitlines()
         if ln.strip() and json.loads(ln)["step"] <= step
     ]
-    from taskdecomp.dataset_builder.output import atomic_write_text
-
     atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
 
@@ -269,8 +262,6 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 def _save_config(cfg: TrainConfig, out: Path) -> None:
-    from taskdecomp.dataset_builder.output import atomic_write_text
-
     values = to_dict(cfg)
     values["output_dir"] = str(out)
     atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(values, sort_keys=False))
@@ -278,8 +269,6 @@ def _save_config(cfg: TrainConfig, out: Path) -> None:
 
 def _portable_adapter_config(out: Path, base: str) -> None:
     """adapter_config.json names the Hub model (not the local GGUF conversion cache)."""
-    from taskdecomp.dataset_builder.output import atomic_write_json
-
     from .models import hub_id_for
 
     path = out / "adapter_config.json"
@@ -323,6 +312,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None) -> Path:
     from trl import SFTTrainer
 
     model, tokenizer = load_base_model(cfg.base_model, quantize_4bit=cfg.quantize_4bit, dtype=cfg.dtype)
+    # Once, before any forward: the flag it clears is read per forward, so no eval repacks later.
     keep_reference_cpu_kernels(model)
     model.config.use_cache = False  # a KV cache would also disable packed-sequence masks
     resume_step = int(Path(resume_from).name.rsplit("-", 1)[1]) if resume_from else 0
@@ -341,7 +331,12 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None) -> Path:
         sizes = {"step": 0, "n_train": len(train_ds), "n_eval": len(eval_ds) if eval_ds is not None else 0}
         (out / LOG_FILE).write_text(json.dumps(sizes) + "\n", encoding="utf-8")
     trainer.train(resume_from_checkpoint=resume_from)
-    if eval_ds is not None:
+    # A final eval, unless the loop already did one at its last step (it does with eval_steps:
+    # at every multiple of eval_steps, and at the end in recent transformers).
+    final = trainer.state.global_step
+    if eval_ds is not None and not any(
+        "eval_loss" in r and r.get("step") == final for r in trainer.state.log_history
+    ):
         trainer.evaluate()
     trainer.save_model(str(out))
     if state.is_main_process:
