@@ -22,10 +22,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/build-dataset --n 5000 --backend offline --out task-decomposition
 
+# mypy and import-linter read source folders, so they run over build/package-tree: the installed
+# package laid out as pyproject's package-dir maps it (tools/package_tree.py).
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy
+	$(PY) tools/package_tree.py
+	cd build/package-tree && ../../$(PY) -m mypy --config-file ../../pyproject.toml taskdecomp
+	cd build/package-tree && ../../$(VENV)/bin/lint-imports ../../pyproject.toml
 
 test: lint
 	$(PY) -m pytest -q

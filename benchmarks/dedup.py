@@ -36,7 +36,7 @@ from rouge_score import rouge_scorer
 
 from taskdecomp.dataset_builder.dedup import Deduplicator, near_duplicate_pairs, rouge_tokens
 from taskdecomp.dataset_builder.offline import generate_rows
-from taskdecomp.dataset_builder.taxonomy import CELLS
+from taskdecomp.taxonomy import CELLS
 
 REFERENCE_DATA = (
     Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "decompose_net" / "data"

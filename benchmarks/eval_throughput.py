@@ -45,7 +45,7 @@ def one_at_a_time(model, tokenizer, prompts: list[str], max_new_tokens: int) -> 
     """The original loop: one prompt, one `generate` call, no padding."""
     import torch
 
-    from taskdecomp.evaluation.generate import stop_token_ids
+    from taskdecomp.generation import stop_token_ids
 
     eos = stop_token_ids(model, tokenizer)
     out = []
@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from taskdecomp.evaluation.generate import generate_batched
+    from taskdecomp.generation import generate_batched
+    from taskdecomp.models import load_base_model
     from taskdecomp.promptfmt import render_prompt
-    from taskdecomp.trainer.models import load_base_model
 
     torch.manual_seed(0)
     model, tokenizer = load_base_model("smollm2-135m-gguf", quantize_4bit=False, dtype="float32")

@@ -27,9 +27,9 @@ import openai
 
 from taskdecomp.dataset_builder.backend import GenerationRequest
 from taskdecomp.dataset_builder.openai_backend import OpenAIBackend, build_messages, parse_candidates
-from taskdecomp.dataset_builder.taxonomy import CELLS
 from taskdecomp.errors import BackendError
 from taskdecomp.schema import make_row, schema_errors
+from taskdecomp.taxonomy import CELLS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fake_openai import FakeOpenAIProcess  # noqa: E402

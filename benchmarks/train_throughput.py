@@ -30,8 +30,8 @@ from pathlib import Path
 def make_dataset(out: Path, n: int) -> Path:
     from taskdecomp.dataset_builder.offline import generate_rows
     from taskdecomp.dataset_builder.output import write_splits
-    from taskdecomp.dataset_builder.taxonomy import CELLS
     from taskdecomp.schema import make_row
+    from taskdecomp.taxonomy import CELLS
 
     rows = [make_row(c, "offline") for i, cell in enumerate(CELLS) for c in generate_rows(cell, 1, i)][:n]
     write_splits({"train": rows}, out)
@@ -61,11 +61,11 @@ def run_variant(
     from trl import SFTConfig, SFTTrainer
 
     from taskdecomp.config import parse_config
+    from taskdecomp.models import keep_reference_cpu_kernels, load_base_model
     from taskdecomp.trainer.cli import load_recipe
-    from taskdecomp.trainer.config import TrainConfig
     from taskdecomp.trainer.data import load_splits
-    from taskdecomp.trainer.models import keep_reference_cpu_kernels, load_base_model
     from taskdecomp.trainer.train import lora_config, sft_config
+    from taskdecomp.trainer.train_config import TrainConfig
 
     flags = ["--max-steps", str(steps)] + (["--base-model", base_model] if base_model else [])
     cfg = parse_config(TrainConfig, flags, prog="bench", base=load_recipe(recipe))

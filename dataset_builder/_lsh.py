@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from . import rouge
+from taskdecomp import rouge
 
 U64 = np.uint64
 _ONES = U64(0xFFFFFFFFFFFFFFFF)
@@ -101,17 +101,17 @@ def _popcount(x: np.uint64) -> np.uint64:
 
 
 @njit(cache=True, inline="always")
-def _is_token_byte(c: np.uint8) -> bool:
+def _is_token_byte(c: np.uint8) -> np.bool_:
     return (48 <= c <= 57) or (97 <= c <= 122)  # [0-9a-z]
 
 
 @njit(cache=True, inline="always")
-def _is_key_byte(c: np.uint8) -> bool:
+def _is_key_byte(c: np.uint8) -> np.bool_:
     return _is_token_byte(c) or c == 95  # \w on lower-cased ASCII: [0-9a-z_]
 
 
 @njit(cache=True, inline="always")
-def _is_space(c: np.uint8) -> bool:
+def _is_space(c: np.uint8) -> np.bool_:
     return c == 32 or 9 <= c <= 13 or 28 <= c <= 31  # what str.strip() strips in ASCII
 
 
@@ -174,7 +174,7 @@ def vocab_room(ix: Index, nbytes: int) -> bool:
 
 
 @njit(cache=True, inline="always")
-def _token_id(ix: Index, buf: np.ndarray, lo: int, hi: int) -> int:
+def _token_id(ix: Index, buf: np.ndarray, lo: int, hi: int) -> np.int64:
     h1 = _FNV_BASIS
     for q in range(lo, hi):
         h1 = (h1 ^ U64(buf[q])) * _FNV_PRIME
@@ -292,7 +292,7 @@ def band_keys(sigs: np.ndarray, mix: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, inline="always")
-def _find(table: np.ndarray, key: np.uint64) -> int:
+def _find(table: np.ndarray, key: np.uint64) -> np.int64:
     """The slot holding `key` in column 0, or the empty slot where it would go."""
     mask = U64(table.shape[0] - 1)
     s = key & mask
@@ -391,7 +391,9 @@ def _lcs(masks: np.ndarray, slot: np.ndarray, m: int, other: np.ndarray, lo: int
         v[nw - 1] &= last
     ones = 0
     for w in range(nw):
-        ones += np.int64(_popcount(v[w]))
+        # int64 first (uint64 + int64 would promote to float64 in numba); int() is the same
+        # int64 to numba and tells mypy the sum stays an int
+        ones += int(np.int64(_popcount(v[w])))
     return m - ones
 
 
@@ -473,7 +475,7 @@ def _near(ix: Index, toks: np.ndarray, sig: np.ndarray, threshold: float) -> tup
 
 # --- the rule --------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def _find_key(keys: np.ndarray, h1: np.uint64, h2: np.uint64) -> int:
+def _find_key(keys: np.ndarray, h1: np.uint64, h2: np.uint64) -> np.int64:
     """The slot of the exact key (h1, h2), or the empty slot where it would go."""
     mask = U64(keys.shape[0] - 1)
     s = h1 & mask
@@ -483,7 +485,9 @@ def _find_key(keys: np.ndarray, h1: np.uint64, h2: np.uint64) -> int:
 
 
 @njit(cache=True, inline="always")
-def _keep(ix: Index, toks: np.ndarray, sig: np.ndarray, key_slot: int, h1: np.uint64, h2: np.uint64) -> None:
+def _keep(
+    ix: Index, toks: np.ndarray, sig: np.ndarray, key_slot: np.int64, h1: np.uint64, h2: np.uint64
+) -> None:
     j = ix.counters[KEPT]
     ix.counters[KEPT] = j + 1
     ix.keys[key_slot, 0] = h1

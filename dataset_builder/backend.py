@@ -8,10 +8,11 @@ accounting stay in the build loop, so every backend gets them for free.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from .taxonomy import Cell
+from taskdecomp.taxonomy import Cell
 
 __all__ = ["GenerationRequest", "GenerationResult", "Usage", "Backend"]
 
@@ -51,8 +52,23 @@ class GenerationResult:
 
 @runtime_checkable
 class Backend(Protocol):
+    """What the build loop may use of a backend: nothing else (no private attributes)."""
+
     #: the rows' `source` field, e.g. "offline" or "openai:gpt-4o-2024-08-06"
     source: str
+    #: the prompt version (part of the build fingerprint); None when no prompt is sent
+    prompt_version: str | None
+    #: counters for the summary: requests, retries, invalid_reply, http_429, ...
+    stats: Counter[str]
+
+    def estimate(self, request: GenerationRequest) -> Usage:
+        """Estimated tokens one attempt of `request` bills (for --dry-run and budgets)."""
+        ...
+
+    def worst_case_cost(self, request: GenerationRequest, *, batch: bool = False) -> float:
+        """USD one request can bill at most: every attempt the backend may make (its
+        max_attempts; one for a Batch API line), each with a full-length completion."""
+        ...
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         """Produce candidates for one request. Raises `BackendError`/`AuthError` when the

@@ -17,6 +17,14 @@ re-plans them. A batch that `failed` (validation; nothing billed) raises `Backen
 caller should forget that id before submitting again. Every API call goes through the same
 tenacity policy as the live path; a retried `batches.create` first looks for a batch already
 made from the same input file, so a lost response cannot create (and bill) a second batch.
+
+One batch holds at most `max_requests` lines and `max_bytes` of JSONL (the API's limits:
+50,000 requests, 200 MB per input file). `split` cuts a bigger plan into batches that fit;
+`submit_all` submits them one after the other and calls `on_submitted(batch_id, requests)`
+right after each is created, so the caller journals every batch before the next is uploaded:
+
+    ids = await runner.submit_all(requests, on_submitted=journal_it)
+    for batch_id in ids: results = await runner.wait(batch_id)
 """
 
 from __future__ import annotations
@@ -37,9 +45,10 @@ from .backend import GenerationRequest, GenerationResult, Usage
 from .pricing import Price, cost, load_prices, price_for
 from .retry import InvalidReply, describe, retrying
 
-__all__ = ["BatchRunner", "MAX_BATCH_REQUESTS", "TERMINAL_STATUSES"]
+__all__ = ["BatchRunner", "MAX_BATCH_REQUESTS", "MAX_BATCH_BYTES", "TERMINAL_STATUSES"]
 
-MAX_BATCH_REQUESTS = 50_000  # the API's per-batch limit; split bigger plans
+MAX_BATCH_REQUESTS = 50_000  # the API's per-batch limits; `split` cuts bigger plans
+MAX_BATCH_BYTES = 200 * 1024 * 1024
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 _ENDPOINT: Final = "/v1/chat/completions"
 T = TypeVar("T")
@@ -61,9 +70,17 @@ class BatchRunner:
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
         reporter: Reporter | None = None,
+        max_requests: int | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         """`poll_interval` grows ×1.5 per poll up to `max_poll_interval`; `wait` gives up
-        (BackendError, resumable) after `max_wait` seconds; the retry knobs are the live path's."""
+        (BackendError, resumable) after `max_wait` seconds; the retry knobs are the live path's.
+        `max_requests`/`max_bytes` bound one batch (default: the module's MAX_BATCH_* limits,
+        read now, so a test can lower them)."""
+        self.max_requests = max_requests if max_requests is not None else MAX_BATCH_REQUESTS
+        self.max_bytes = max_bytes if max_bytes is not None else MAX_BATCH_BYTES
+        if self.max_requests < 1 or self.max_bytes < 1:
+            raise ValueError("max_requests and max_bytes must be positive")
         self.client, self.model, self.json_mode = client, model, json_mode
         self.price = price_for(model, prices if prices is not None else load_prices())
         self.poll_interval, self.max_poll_interval, self.max_wait = poll_interval, max_poll_interval, max_wait
@@ -89,21 +106,55 @@ class BatchRunner:
         return runner
 
     # --- submit ---------------------------------------------------------------------------
-    def build_jsonl(self, requests: Sequence[GenerationRequest]) -> bytes:
+    def _line(self, request: GenerationRequest) -> bytes:
         from .openai_backend import chat_body
 
-        lines = (
-            json.dumps(
-                {
-                    "custom_id": r.request_id,
-                    "method": "POST",
-                    "url": _ENDPOINT,
-                    "body": chat_body(self.model, r, json_mode=self.json_mode),
-                }
-            )
-            for r in requests
-        )
-        return ("\n".join(lines) + "\n").encode()
+        record = {
+            "custom_id": request.request_id,
+            "method": "POST",
+            "url": _ENDPOINT,
+            "body": chat_body(self.model, request, json_mode=self.json_mode),
+        }
+        return json.dumps(record).encode() + b"\n"
+
+    def build_jsonl(self, requests: Sequence[GenerationRequest]) -> bytes:
+        return b"".join(self._line(r) for r in requests)
+
+    def split(self, requests: Sequence[GenerationRequest]) -> list[list[GenerationRequest]]:
+        """`requests` in order, cut into batches of at most `max_requests` lines and
+        `max_bytes` of JSONL each. A single line above `max_bytes` → BackendError."""
+        batches: list[list[GenerationRequest]] = []
+        size = 0
+        for r in requests:
+            n = len(self._line(r))
+            if n > self.max_bytes:
+                raise BackendError(
+                    f"request {r.request_id} is {n} bytes as a Batch API line, above the "
+                    f"{self.max_bytes}-byte input file limit: lower --rows-per-call or drop --batch"
+                )
+            if not batches or len(batches[-1]) >= self.max_requests or size + n > self.max_bytes:
+                batches.append([])
+                size = 0
+            batches[-1].append(r)
+            size += n
+        return batches
+
+    async def submit_all(
+        self,
+        requests: Sequence[GenerationRequest],
+        on_submitted: Callable[[str, list[GenerationRequest]], None] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> list[str]:
+        """`split` then `submit` each part; `on_submitted(batch_id, part)` runs as soon as a
+        part's batch exists (journal it there: a crash before the next part then pays nothing
+        twice). Returns the batch ids in order."""
+        ids = []
+        for part in self.split(requests):
+            batch_id = await self.submit(part, metadata)
+            if on_submitted is not None:
+                on_submitted(batch_id, part)
+            ids.append(batch_id)
+        return ids
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         attempts = 0
@@ -133,9 +184,12 @@ class BatchRunner:
         """Upload the requests as JSONL, create the batch, return its id (journal it now)."""
         if not requests:
             raise ValueError("submit needs at least one request")
-        if len(requests) > MAX_BATCH_REQUESTS:
-            raise ValueError(f"at most {MAX_BATCH_REQUESTS} requests per batch, got {len(requests)}")
         data = self.build_jsonl(requests)
+        if len(requests) > self.max_requests or len(data) > self.max_bytes:
+            raise ValueError(
+                f"one batch holds at most {self.max_requests} requests and {self.max_bytes} bytes, "
+                f"got {len(requests)} and {len(data)}: use submit_all (or split)"
+            )
         upload = await self._call(
             "upload", lambda: self.client.files.create(file=("requests.jsonl", data), purpose="batch")
         )

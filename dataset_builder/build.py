@@ -16,25 +16,26 @@ import json
 import math
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from taskdecomp import stats as dataset_stats
 from taskdecomp.config import to_dict
 from taskdecomp.errors import AuthError, BackendError, ConfigError, Interrupted
-from taskdecomp.files import atomic_write_json, atomic_write_text
-from taskdecomp.reporter import Reporter
+from taskdecomp.reporter import Progress, Reporter
 from taskdecomp.schema import make_row
+from taskdecomp.stats import DatasetStats, Dedup, Taxonomy, coverage, coverage_table
+from taskdecomp.taxonomy import CELLS, MAX_STEPS, MIN_STEPS, Cell
+from taskdecomp.validation import reason_code, validate_row
 
 from .backend import Backend, GenerationRequest, GenerationResult, Usage
-from .config import BuildConfig
-from .dedup import Deduplicator, describe_rule
+from .build_config import BuildConfig
+from .dedup import Deduplicator
 from .journal import Journal
-from .output import coverage, coverage_table, split_rows, write_splits
+from .output import check_out_location, write_dataset
 from .sampler import load_weights, plan_quotas
-from .taxonomy import CELLS, MAX_STEPS, MIN_STEPS, STRUCTURES, Cell
-from .validate import reason_code, validate_row
 
 __all__ = ["build", "BuildSummary", "resolve_backend_kind", "plan", "Scheduler"]
 
@@ -43,24 +44,46 @@ __all__ = ["build", "BuildSummary", "resolve_backend_kind", "plan", "Scheduler"]
 class BuildSummary:
     out: Path
     n_rows: int
-    stats: dict[str, Any]
+    stats: DatasetStats
     stopped: str | None = None  # why the build stopped short of --n (budget), else None
     url: str | None = None  # the Hub dataset page after --push
 
 
 # --- choosing the backend ---------------------------------------------------------------
-def resolve_backend_kind(cfg: BuildConfig, reporter: Reporter) -> str:
+_AUTO_OFFLINE = "no OPENAI_API_KEY and no --base-url: using the built-in offline backend"
+
+
+def _backend_kind(cfg: BuildConfig) -> str:
+    """The backend `cfg` asks for, saying nothing (callers report it once all checks passed)."""
     has_key = bool(os.environ.get("OPENAI_API_KEY"))
     if cfg.backend == "auto":
-        if has_key or cfg.base_url:
-            return "openai"
-        reporter.info("no OPENAI_API_KEY and no --base-url: using the built-in offline backend")
-        return "offline"
+        return "openai" if has_key or cfg.base_url else "offline"
     if cfg.backend == "openai" and not has_key and not cfg.base_url:
         raise AuthError(
             "--backend openai needs OPENAI_API_KEY in the environment (or --base-url for a local server)"
         )
     return cfg.backend
+
+
+def resolve_backend_kind(cfg: BuildConfig, reporter: Reporter) -> str:
+    kind = _backend_kind(cfg)
+    if cfg.backend == "auto" and kind == "offline":
+        reporter.info(_AUTO_OFFLINE)
+    return kind
+
+
+def _check_options(cfg: BuildConfig, kind: str) -> None:
+    """Refuse options the chosen backend cannot honour, instead of ignoring them."""
+    if cfg.batch and kind == "offline":
+        how = "" if cfg.backend == "offline" else " (no OPENAI_API_KEY and no --base-url were given)"
+        raise ConfigError(
+            f"--batch needs the openai backend, but the offline backend was chosen{how}: drop --batch "
+            f"or use --backend openai with OPENAI_API_KEY or --base-url"
+        )
+    if cfg.prices:
+        from .pricing import load_prices
+
+        load_prices(cfg.prices)  # a missing or broken price table is an error on any backend
 
 
 def _make_backend(kind: str, cfg: BuildConfig, reporter: Reporter) -> Backend:
@@ -218,7 +241,8 @@ def _new_scheduler(cfg: BuildConfig, quotas: dict[Cell, int], build_id: str, sou
 def plan(cfg: BuildConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     """What a build would send: requests, estimated tokens and cost (assuming no rejects)."""
     reporter = reporter or Reporter.silent()
-    kind = resolve_backend_kind(cfg, reporter)
+    kind = _backend_kind(cfg)
+    _check_options(cfg, kind)
     weights = load_weights(cfg.quotas) if cfg.quotas else None
     quotas = plan_quotas(cfg.n, weights, cfg.seed)
     requests = sum(math.ceil(q / cfg.rows_per_call) for q in quotas.values() if q)
@@ -235,6 +259,8 @@ def plan(cfg: BuildConfig, reporter: Reporter | None = None) -> dict[str, Any]:
             p, c = estimate_request_tokens(issued[0], cfg.rows_per_call)
             prompt_tokens, completion_tokens = prompt_tokens + p, completion_tokens + c
         cost = price_cost(Usage(prompt_tokens, completion_tokens), price, batch=cfg.batch)
+    if cfg.backend == "auto" and kind == "offline":
+        reporter.info(_AUTO_OFFLINE)  # only now: every check above could still have failed
     return {
         "backend": kind,
         "source": _source(kind, cfg),
@@ -259,6 +285,33 @@ def _check_out_dir(out: Path) -> None:
         )
 
 
+class _BuildProgress(Progress):
+    """The progress line, with an ETA only after a warm-up: the rate is measured from the
+    first committed result (not from start-up, nor the one-request-at-a-time first call),
+    and shown once `WARMUP_S` seconds of it have been seen."""
+
+    WARMUP_S = 5.0
+
+    def __init__(self, reporter: Reporter, total: int, desc: str) -> None:
+        super().__init__(reporter, total, desc)
+        self._warm: tuple[float, int] | None = None  # (time, rows) of the first update
+
+    def update(self, n: int = 0, **postfix: Any) -> None:
+        if self._warm is None:
+            self._warm = (time.monotonic(), self.n + n)
+        super().update(n, **postfix)
+
+    def line(self) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in self.postfix.items())
+        eta = ""
+        if self._warm is not None and self.n < self.total:
+            t_warm, n_warm = self._warm
+            elapsed, done = time.monotonic() - t_warm, self.n - n_warm
+            if elapsed >= self.WARMUP_S and done > 0:
+                eta = f" eta={(self.total - self.n) * elapsed / done:.0f}s"
+        return f"{self.desc}: {self.n}/{self.total} {extra}{eta}".rstrip()
+
+
 class _Run:
     """State of one invocation: scheduler + journal + backend + spend."""
 
@@ -280,7 +333,7 @@ class _Run:
         self.in_flight_reserved = 0.0
         self.stopped: str | None = None
         self.t0 = time.monotonic()
-        self.progress = reporter.progress(cfg.n, "rows")
+        self.progress = _BuildProgress(reporter, cfg.n, "rows")
 
     # bookkeeping for every result, journaled or new
     def _account(self, result: GenerationResult) -> None:
@@ -290,6 +343,17 @@ class _Run:
     def _journal(self, request: GenerationRequest, k: int, result: GenerationResult) -> None:
         self.journal.add_result(result, request.cell.key, k)
         self.cache[request.request_id] = result
+
+    def _journal_failure(self, request: GenerationRequest, exc: BaseException) -> None:
+        """A request that failed for good may still have been billed (unusable replies,
+        retries): journal and count that spend, so stats.json and a resumed budget see it."""
+        usage = getattr(exc, "usage", None)
+        spent = float(getattr(exc, "cost_usd", 0.0) or 0.0)
+        if not isinstance(usage, Usage) or (usage.total_tokens == 0 and spent == 0):
+            return
+        self.journal.add_spend(request.request_id, usage, spent)
+        self.usage = self.usage + usage
+        self.cost += spent
 
     def _commit(self, request: GenerationRequest, result: GenerationResult) -> None:
         self._account(result)
@@ -307,15 +371,12 @@ class _Run:
 
     def worst_case_cost(self, request: GenerationRequest, *, batch: bool = False) -> float:
         """An upper bound on what one request can bill: its prompt (estimated from the rendered
-        text, +25 %) and a completion of `max_tokens`, which the backend sets on every call."""
-        price = getattr(self.backend, "price", None)
-        if self.cfg.max_cost is None or price is None:
+        text, +25 %) and a completion of `max_tokens`, which the backend sets on every call,
+        for every attempt it may make: a live request is retried up to --max-attempts times
+        and each unusable reply is billed. A Batch API line is sent once."""
+        if self.cfg.max_cost is None:
             return 0.0
-        from .openai_backend import estimate_request_tokens, max_tokens
-        from .pricing import cost as price_cost
-
-        prompt, _ = estimate_request_tokens(request, request.n_rows)
-        return price_cost(Usage(int(prompt * 1.25), max_tokens(request.n_rows)), price, batch=batch)
+        return self.backend.worst_case_cost(request, batch=batch)
 
     def _over_budget(self, reserved: float) -> bool:
         """True (and say so) when committed spend + what is in flight + `reserved` could pass
@@ -323,8 +384,11 @@ class _Run:
         if self.cfg.max_cost is None:
             return False
         if self.cost + self.in_flight_reserved + reserved > self.cfg.max_cost:
+            if self.in_flight_reserved > 0:
+                return True  # not yet: what is in flight may come back cheaper than reserved
             self.stopped = (
-                f"stopped at the --max-cost budget (${self.cost:.2f} of ${self.cfg.max_cost:.2f}); "
+                f"stopped at the --max-cost budget (${self.cost:.2f} of ${self.cfg.max_cost:.2f}; the next "
+                f"request may bill up to ${reserved:.4f} over its --max-attempts attempts); "
                 f"raise --max-cost and re-run the same command to continue"
             )
             return True
@@ -334,19 +398,28 @@ class _Run:
         window = max(1, self.cfg.concurrency * 2)
         queue: collections.deque[_Issued] = collections.deque()
 
-        def on_done(issued: _Issued, task: asyncio.Task[GenerationResult]) -> None:
+        def on_done(issued: _Issued, task: asyncio.Future[GenerationResult]) -> None:
             # journal the moment it arrives, even if it waits for its turn to be committed
-            if not task.cancelled() and task.exception() is None:
+            if task.cancelled():
+                return
+            exc = task.exception()
+            if exc is None:
                 self._journal(issued.request, issued.k, task.result())
+            else:
+                self._journal_failure(issued.request, exc)
+
+        def watch(issued: _Issued) -> Callable[[asyncio.Future[GenerationResult]], None]:
+            return lambda task: on_done(issued, task)
 
         committed = 0
+        held: tuple[GenerationRequest, int] | None = None  # issued, waiting for budget to free up
         try:
             while True:
                 # Until one request has come back, send one at a time: a bad key, a wrong model
                 # or an unreachable endpoint then costs one request, not a burst of them.
                 limit = window if committed else 1
                 while not self.stopped and len(queue) < limit:
-                    nxt = self.sched.next_request()
+                    nxt, held = (held, None) if held is not None else (self.sched.next_request(), None)
                     if nxt is None:
                         break
                     request, k = nxt
@@ -357,15 +430,21 @@ class _Run:
                         continue
                     reserve = self.worst_case_cost(request)
                     if self._over_budget(reserve):
-                        self.sched.inflight[request.cell] -= 1
+                        if self.stopped:
+                            self.sched.inflight[request.cell] -= 1
+                        else:  # wait for in-flight requests to settle, then try it again
+                            held = nxt
                         break
                     task = asyncio.ensure_future(self.backend.generate(request))
                     issued = _Issued(request, k, task, reserve)
                     self.in_flight_reserved += reserve
-                    task.add_done_callback(lambda t, i=issued: on_done(i, t))
+                    task.add_done_callback(watch(issued))
                     self.sent += 1
                     queue.append(issued)
                 if not queue:
+                    if held is not None and not self.stopped:
+                        self.in_flight_reserved = 0.0  # nothing is in flight: drop float residue
+                        continue  # nothing in flight any more: the held request is judged again
                     break
                 issued = queue.popleft()
                 result = (
@@ -430,17 +509,24 @@ class _Run:
                     self.sched.inflight[r.cell] -= 1
             round_ = [(r, k) for r, k in round_ if r.request_id not in dropped]
             if todo:
-                batch_id = await runner.submit(todo)
-                self.journal.add_batch(
-                    batch_id, [(r.request_id, r.cell.key, k) for r, k in round_ if r.request_id in todo_ids]
-                )
-                self.reporter.info(f"submitted Batch API job {batch_id} ({len(todo)} requests); waiting")
-                self.sent += len(todo)
-                got = {res.request_id: res for res in await runner.wait(batch_id)}
-                for r, k in round_:
-                    if r.request_id in got:
-                        self._journal(r, k, got[r.request_id])
-                self.journal.batch_done(batch_id)
+                ks = {r.request_id: k for r, k in round_}
+
+                def journal_batch(
+                    batch_id: str, part: list[GenerationRequest], ks: dict[str, int] = ks
+                ) -> None:
+                    # journaled before the next part is uploaded: a crash pays nothing twice
+                    self.journal.add_batch(
+                        batch_id, [(r.request_id, r.cell.key, ks[r.request_id]) for r in part]
+                    )
+                    self.reporter.info(f"submitted Batch API job {batch_id} ({len(part)} requests)")
+                    self.sent += len(part)
+
+                for batch_id in await runner.submit_all(todo, on_submitted=journal_batch):
+                    got = {res.request_id: res for res in await runner.wait(batch_id)}
+                    for r, k in round_:
+                        if r.request_id in got:
+                            self._journal(r, k, got[r.request_id])
+                    self.journal.batch_done(batch_id)
             if dropped and not round_:
                 break
             for r, _ in round_:
@@ -453,8 +539,10 @@ class _Run:
 def build(cfg: BuildConfig, reporter: Reporter | None = None) -> BuildSummary:
     reporter = reporter or Reporter.silent()
     out = Path(cfg.out)
+    check_out_location(out)
     _check_out_dir(out)
-    kind = resolve_backend_kind(cfg, reporter)
+    kind = _backend_kind(cfg)
+    _check_options(cfg, kind)
     weights = load_weights(cfg.quotas) if cfg.quotas else None
     quotas = plan_quotas(cfg.n, weights, cfg.seed)
     fingerprint = _fingerprint(cfg, kind, weights)
@@ -462,23 +550,33 @@ def build(cfg: BuildConfig, reporter: Reporter | None = None) -> BuildSummary:
     resuming = journal.check_compatible()
     state = journal.load() if resuming else None
     cache = dict(state.results) if state else {}
-    if resuming:
-        reporter.info(f"resuming the build in {out} ({len(cache)} journaled requests)")
     if cfg.push:
         from taskdecomp.hub import resolve_token, validate_repo_id
 
         validate_repo_id(cfg.repo_id or "")
         resolve_token()  # fail before spending anything
 
+    if kind == "openai" and cfg.max_cost is not None:
+        from .pricing import load_prices, price_for
+
+        # checked before the backend exists: it warns about an unknown price, and a refused
+        # command must print its one error line and nothing else
+        if not price_for(cfg.model, load_prices(cfg.prices)).known:
+            raise ConfigError(
+                f"no price known for model {cfg.model!r}, so --max-cost cannot be enforced: pass --prices FILE"
+            )
     backend = _make_backend(kind, cfg, reporter)
-    if cfg.max_cost is not None and not getattr(getattr(backend, "price", None), "known", True):
-        raise ConfigError(
-            f"no price known for model {cfg.model!r}, so --max-cost cannot be enforced: pass --prices FILE"
-        )
     source = _source(kind, cfg)
     sched = _new_scheduler(cfg, quotas, _digest(fingerprint)[:16], source)
+    # every check that can refuse the command has passed: only now say anything
+    if cfg.backend == "auto" and kind == "offline":
+        reporter.info(_AUTO_OFFLINE)
+    if resuming:
+        reporter.info(f"resuming the build in {out} ({len(cache)} journaled requests)")
     journal.open()
     run = _Run(cfg, sched, journal, cache, backend, reporter)
+    if state is not None:  # billed to requests that failed in earlier runs: spent all the same
+        run.usage, run.cost = run.usage + state.spent_usage, run.cost + state.spent_cost
 
     async def drive() -> None:
         try:
@@ -500,6 +598,8 @@ def build(cfg: BuildConfig, reporter: Reporter | None = None) -> BuildSummary:
         run.progress.close()
         journal.close()
 
+    if run.stopped and not sched.n_accepted:
+        raise BackendError(run.stopped)  # the budget did not fit even one request: one line
     if run.stopped:
         reporter.warn(run.stopped)
     return _write_outputs(cfg, out, kind, source, sched, run, reporter)
@@ -511,58 +611,54 @@ def _write_outputs(
     rows = [row for cell in sched.cells for row in sched.accepted[cell]]
     if not rows:
         raise BackendError("no valid rows were produced; see rejects.jsonl for why")
-    splits = split_rows(rows, cfg.test_size, cfg.seed)
-    write_splits(splits, out)
-    cov = coverage(rows)
     reject_counts = collections.Counter(reason_code(r["reasons"][0]) for r in sched.rejects)
-    atomic_write_text(
-        out / "rejects.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in sched.rejects)
-    )
-    table = coverage_table(cov)
-    atomic_write_text(out / "coverage.md", table + "\n")
+    table = coverage_table(coverage(rows))
     config = to_dict(cfg)
-    stats = {
-        "n_rows": len(rows),
-        "n_requested": cfg.n,
-        "splits": {k: len(v) for k, v in splits.items()},
-        "coverage": cov,
-        "rejects": dict(reject_counts.most_common()),
-        "rejected_rows": len(sched.rejects),
-        "duplicates": {"exact": sched.duplicates["exact"], "near": sched.duplicates["near"]},
-        "surplus_rows": sched.surplus,
-        "usage": {"prompt_tokens": run.usage.prompt_tokens, "completion_tokens": run.usage.completion_tokens},
-        "requests": run.sent + run.replayed,
-        "requests_this_run": run.sent,
-        "cost_usd": round(run.cost, 6),
-        "wall_time_s": round(time.monotonic() - run.t0, 3),
-        "backend": kind,
-        "model": cfg.model if kind == "openai" else None,
-        "source": source,
-        "seed": cfg.seed,
-        "prompt_version": _prompt_version(kind),
-        "taxonomy": {
-            "combinations": len({c.modalities for c in CELLS}),
-            "structures": list(STRUCTURES),
-            "min_steps": MIN_STEPS,
-            "max_steps": MAX_STEPS,
-        },
-        "dedup": {
-            "threshold": cfg.dedup_threshold,
-            "rule": describe_rule(cfg.dedup_threshold),
-        },
-        "stopped": run.stopped,
-        "config": {k: v for k, v in config.items() if k not in ("quiet",)},
-    }
-    atomic_write_json(out / "stats.json", stats)
-    from taskdecomp.loader_script.card import write_dataset_card
-
-    write_dataset_card(out, repo_id=cfg.repo_id)
+    template = DatasetStats(
+        n_rows=0,
+        splits={},
+        coverage={},  # filled in by write_dataset from the rows
+        n_requested=cfg.n,
+        rejects=dict(reject_counts.most_common()),
+        rejected_rows=len(sched.rejects),
+        dedup=Dedup(cfg.dedup_threshold, exact=sched.duplicates["exact"], near=sched.duplicates["near"]),
+        surplus_rows=sched.surplus,
+        usage=dataset_stats.Usage(run.usage.prompt_tokens, run.usage.completion_tokens),
+        requests=run.sent + run.replayed,
+        requests_this_run=run.sent,
+        cost_usd=round(run.cost, 6),
+        wall_time_s=round(time.monotonic() - run.t0, 3),
+        backend=kind,
+        model=cfg.model if kind == "openai" else None,
+        source=source,
+        seed=cfg.seed,
+        prompt_version=_prompt_version(kind),
+        taxonomy=Taxonomy(
+            combinations=len({c.modalities for c in CELLS}),
+            cells=len(CELLS),
+            min_steps=MIN_STEPS,
+            max_steps=MAX_STEPS,
+        ),
+        stopped=run.stopped,
+        config={k: v for k, v in config.items() if k not in ("quiet",)},
+    )
+    _, written = write_dataset(
+        out,
+        rows,
+        sched.rejects,
+        template,
+        test_size=cfg.test_size,
+        seed=cfg.seed,
+        repo_id=cfg.repo_id,
+        extra={"coverage.md": table + "\n"},
+    )
+    stats = written
     reporter.result(table)
     reporter.result(
-        f"{len(rows)} rows ({stats['splits'].get('train', 0)} train / {stats['splits'].get('test', 0)} test) in {out}; "
+        f"{len(rows)} rows ({stats.splits.get('train', 0)} train / {stats.splits.get('test', 0)} test) in {out}; "
         f"rejects {len(sched.rejects)}, duplicates {sched.duplicates['exact']} exact + {sched.duplicates['near']} near, "
-        f"{stats['requests']} requests ({run.sent} sent now), {run.usage.total_tokens} tokens, ${run.cost:.2f}, "
-        f"{stats['wall_time_s']:.1f}s"
+        f"{stats.requests} requests ({run.sent} sent now), {run.usage.total_tokens} tokens, ${run.cost:.2f}, "
+        f"{stats.wall_time_s:.1f}s"
     )
     if cfg.push and cfg.repo_id:
         from taskdecomp.hub import publish_dataset

@@ -9,7 +9,7 @@ from taskdecomp.cli import entrypoint
 from taskdecomp.config import parse_config
 from taskdecomp.reporter import Reporter
 
-from .config import BuildConfig
+from .build_config import BuildConfig
 
 __all__ = ["main"]
 
@@ -36,4 +36,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(None))

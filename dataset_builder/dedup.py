@@ -40,15 +40,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from taskdecomp.rouge import lcs_length, rouge_l, rouge_l_text, rouge_tokens
 from taskdecomp.schema import normalise, row_id
 
 from . import _lsh
-from .rouge import lcs_length, rouge_l, rouge_l_text, rouge_tokens
 
 __all__ = [
     "Duplicate",
     "Deduplicator",
-    "describe_rule",
     "rouge_tokens",
     "lcs_length",
     "rouge_l",
@@ -62,14 +61,6 @@ def _exact_key(instruction: str) -> str:
     # text equal: those are compared as written (after a NUL, which no normalised text holds).
     # `_lsh` computes the same key's hashes itself for ASCII text.
     return normalise(instruction) or "\x00" + instruction.strip()
-
-
-def describe_rule(threshold: float) -> str:
-    """The rule in words, for stats.json and the dataset card."""
-    return (
-        f"Exact duplicates (same normalised instruction) are dropped; of two rows whose instructions "
-        f"reach ROUGE-L F >= {threshold}, only the first is kept (the Alpaca rule)."
-    )
 
 
 @dataclass(frozen=True)

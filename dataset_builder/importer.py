@@ -25,19 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from taskdecomp.config import to_dict
-from taskdecomp.dataset_builder.dedup import Deduplicator, describe_rule
-from taskdecomp.dataset_builder.output import (
-    coverage,
-    coverage_table,
-    split_rows,
-    write_splits,
-)
-from taskdecomp.dataset_builder.taxonomy import CELLS, COMBINATIONS, MAX_STEPS, MIN_STEPS
-from taskdecomp.dataset_builder.validate import reason_code, validate_row
+from taskdecomp.dataset_builder.dedup import Deduplicator
+from taskdecomp.dataset_builder.output import check_out_location, write_dataset
 from taskdecomp.errors import ConfigError, InputError
-from taskdecomp.files import atomic_write_json, atomic_write_text
 from taskdecomp.reporter import Reporter
-from taskdecomp.schema import MODALITIES, OPERATIONS, STRUCTURES, classify_structure, make_row, parse_output
+from taskdecomp.schema import classify_structure, make_row, parse_output
+from taskdecomp.stats import DatasetStats, Dedup, Taxonomy, coverage_table
+from taskdecomp.taxonomy import CELLS, COMBINATIONS, MAX_STEPS, MIN_STEPS
+from taskdecomp.validation import reason_code, validate_row
 
 __all__ = [
     "ImportConfig",
@@ -78,7 +73,7 @@ class ImportConfig:
 class ImportResult:
     rows: list[dict[str, Any]]
     splits: dict[str, int]
-    stats: dict[str, Any]
+    stats: DatasetStats
     report: dict[str, Any]
 
 
@@ -249,8 +244,16 @@ def to_row(record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 def _check_out(out: Path) -> None:
+    """Before reading anything: `out` must be a folder we can write, and not a build-dataset
+    build (its journal would outlive the import and a later build-dataset would resume it)."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder (it is created if missing)")
+    check_out_location(out)
+    if (out / ".build").exists():
+        raise InputError(
+            f"--out {out} holds a build-dataset build (its journal is in {out / '.build'}); "
+            f"importing there would overwrite it: choose another --out"
+        )
 
 
 def import_dataset(cfg: ImportConfig, reporter: Reporter | None = None) -> ImportResult:
@@ -318,14 +321,6 @@ def import_dataset(cfg: ImportConfig, reporter: Reporter | None = None) -> Impor
             f"({', '.join(f'{c}: {n}' for c, n in reject_codes.most_common())}); nothing written"
         )
 
-    splits = split_rows(accepted, cfg.test_size, cfg.seed)
-    write_splits(splits, out)
-    atomic_write_text(
-        out / "rejects.jsonl",
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejected),
-    )
-    cov = coverage(accepted)
-    split_sizes = {k: len(v) for k, v in splits.items() if v}
     report = {
         "source": SOURCE,
         "files": per_file,
@@ -337,60 +332,52 @@ def import_dataset(cfg: ImportConfig, reporter: Reporter | None = None) -> Impor
         "rejected": [{k: v for k, v in r.items() if k != "row"} for r in rejected],
         "duplicates": duplicates,
     }
-    atomic_write_json(out / "import_report.json", report)
-    stats = {
-        "n_rows": len(accepted),
-        "splits": split_sizes,
-        "coverage": cov,
-        "rejects": dict(sorted(reject_codes.items())),
-        "duplicates": dup_counts,
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        "requests": 0,
-        "cost_usd": 0.0,
-        "wall_time_s": round(time.monotonic() - t0, 3),
-        "backend": SOURCE,
-        "model": None,
-        "source": SOURCE,
-        "seed": cfg.seed,
-        "prompt_version": None,
-        "taxonomy": {
-            "modalities": list(MODALITIES),
-            "operations": list(OPERATIONS),
-            "structures": list(STRUCTURES),
-            "combinations": len(COMBINATIONS),
-            "cells": len(CELLS),
-            "min_steps": MIN_STEPS,
-            "max_steps": MAX_STEPS,
-        },
-        "dedup": {"threshold": cfg.dedup_threshold, "rule": describe_rule(cfg.dedup_threshold)},
-        "config": to_dict(cfg),
-    }
-    # stats.json last: its presence means the folder is a complete dataset
-    atomic_write_json(out / "stats.json", stats)
-    from taskdecomp.loader_script.card import write_dataset_card  # matplotlib: only when writing
-
-    write_dataset_card(out)
-
+    template = DatasetStats(
+        n_rows=0,
+        splits={},
+        coverage={},  # filled in by write_dataset from the rows
+        rejects=dict(sorted(reject_codes.items())),
+        rejected_rows=len(rejected),
+        dedup=Dedup(cfg.dedup_threshold, exact=dup_counts["exact"], near=dup_counts["near"]),
+        wall_time_s=round(time.monotonic() - t0, 3),
+        backend=SOURCE,
+        source=SOURCE,
+        seed=cfg.seed,
+        taxonomy=Taxonomy(
+            combinations=len(COMBINATIONS), cells=len(CELLS), min_steps=MIN_STEPS, max_steps=MAX_STEPS
+        ),
+        config=to_dict(cfg),
+    )
+    _, stats = write_dataset(
+        out,
+        accepted,
+        rejected,
+        template,
+        test_size=cfg.test_size,
+        seed=cfg.seed,
+        extra={"import_report.json": json.dumps(report, ensure_ascii=False, indent=2) + "\n"},
+    )
+    split_sizes = stats.splits
     reporter.result(_summary(out, report, stats))
     return ImportResult(accepted, split_sizes, stats, report)
 
 
-def _summary(out: Path, report: dict[str, Any], stats: dict[str, Any]) -> str:
+def _summary(out: Path, report: dict[str, Any], stats: DatasetStats) -> str:
     lines = [
         f"imported {report['n_rows']} of {report['n_records']} rows from {len(report['files'])} file(s) "
-        f"into {out} ({', '.join(f'{k} {v}' for k, v in stats['splits'].items())})",
+        f"into {out} ({', '.join(f'{k} {v}' for k, v in stats.splits.items())})",
     ]
     if report["fixed"]:
         lines.append("fixed: " + ", ".join(f"{k} {v}" for k, v in report["fixed"].items()))
     if report["rejected"]:
-        codes = ", ".join(f"{k} {v}" for k, v in stats["rejects"].items())
+        codes = ", ".join(f"{k} {v}" for k, v in stats.rejects.items())
         lines.append(f"rejected: {len(report['rejected'])} rows ({codes}); see {out / 'rejects.jsonl'}")
         for r in report["rejected"][:5]:
             why = "; ".join(r["reasons"])
             lines.append(f"  {r['file']}[{r['index']}]: {why}")
-    d = stats["duplicates"]
-    if d["exact"] or d["near"]:
-        lines.append(f"duplicates dropped: {d['exact']} exact, {d['near']} near")
+    d = stats.dedup
+    if d.exact or d.near:
+        lines.append(f"duplicates dropped: {d.exact} exact, {d.near} near")
     lines.append(f"report: {out / 'import_report.json'}")
-    lines.append(coverage_table(stats["coverage"]))
+    lines.append(coverage_table(stats.coverage))
     return "\n".join(lines)

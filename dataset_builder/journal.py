@@ -7,6 +7,10 @@ produces), and `journal.jsonl` is append-only, one JSON object per line, fsync'd
      "usage": {...}, "cost": 0.0123, "attempts": 1}
     {"t": "batch", "batch_id": "batch_abc", "requests": [[id, cell, k], ...]}
     {"t": "batch_done", "batch_id": "batch_abc"}
+    {"t": "spend", "id": ..., "usage": {...}, "cost": 0.0123}   # billed by a request that failed
+
+A `spend` record keeps what a failed request was billed (unusable replies, retries): it yields
+no rows, so the request is sent again, but its cost counts in stats.json and in --max-cost.
 
 Only raw results are journaled; which rows were accepted, rejected or de-duplicated is
 *derived* by replaying them through the same deterministic scheduler. So a re-run after
@@ -38,6 +42,8 @@ class JournalState:
     batches: list[dict[str, Any]] = field(
         default_factory=list
     )  # created, not yet done: {"batch_id", "requests"}
+    spent_usage: Usage = field(default_factory=Usage)  # billed to requests that failed
+    spent_cost: float = 0.0
 
 
 class Journal:
@@ -48,6 +54,7 @@ class Journal:
         self.fingerprint = fingerprint
         self.fsync_every = fsync_every
         self._fh: Any = None
+        self._armed = False
         self._unsynced = 0
 
     # -- opening ---------------------------------------------------------------------------
@@ -101,6 +108,9 @@ class Journal:
                     cost_usd=float(rec.get("cost", 0.0)),
                     attempts=int(rec.get("attempts", 1)),
                 )
+            elif rec.get("t") == "spend":
+                state.spent_usage = state.spent_usage + Usage(**rec.get("usage", {}))
+                state.spent_cost += float(rec.get("cost", 0.0))
             elif rec.get("t") == "batch":
                 state.batches.append(rec)
             elif rec.get("t") == "batch_done":
@@ -112,6 +122,12 @@ class Journal:
         return state
 
     def open(self) -> None:
+        """Arm the journal. Nothing is created on disk until the first record is appended: a
+        build that fails before anything is journaled (bad URL, 401, ...) must leave no
+        `.build/` behind, or the corrected command would be refused as a different build."""
+        self._armed = True
+
+    def _create(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         if not self.meta_path.exists():
             atomic_write_json(self.meta_path, {"version": VERSION, "fingerprint": self.fingerprint})
@@ -120,7 +136,9 @@ class Journal:
 
     # -- appending -------------------------------------------------------------------------
     def _append(self, rec: dict[str, Any], *, force_sync: bool = False) -> None:
-        assert self._fh is not None, "journal not open"
+        assert self._armed, "journal not open"
+        if self._fh is None:
+            self._create()
         self._fh.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n")
         self._unsynced += 1
         if force_sync or self._unsynced >= self.fsync_every:
@@ -149,6 +167,18 @@ class Journal:
             }
         )
 
+    def add_spend(self, request_id: str, usage: Usage, cost_usd: float) -> None:
+        """What a request that failed for good was billed; synced at once (it is money)."""
+        self._append(
+            {
+                "t": "spend",
+                "id": request_id,
+                "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens},
+                "cost": round(cost_usd, 8),
+            },
+            force_sync=True,
+        )
+
     def add_batch(self, batch_id: str, requests: list[tuple[str, str, int]]) -> None:
         """`requests`: (request id, cell key, k). A batch costs money the moment it exists:
         always synced at once."""
@@ -158,6 +188,7 @@ class Journal:
         self._append({"t": "batch_done", "batch_id": batch_id}, force_sync=True)
 
     def close(self) -> None:
+        self._armed = False
         if self._fh is not None:
             self.sync()
             self._fh.close()

@@ -19,6 +19,7 @@ what the async `OfflineBackend.generate` wraps.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -27,9 +28,9 @@ from typing import Any
 import yaml
 
 from taskdecomp.schema import classify_structure
+from taskdecomp.taxonomy import MAX_STEPS, Cell
 
 from .backend import GenerationRequest, GenerationResult, Usage
-from .taxonomy import MAX_STEPS, Cell
 
 __all__ = ["OfflineBackend", "generate_rows", "vocabulary"]
 
@@ -517,12 +518,21 @@ class OfflineBackend:
     """`Backend` that needs no key and no network; usage and cost are always zero."""
 
     source = "offline"
+    prompt_version: str | None = None  # no prompt is sent
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed  # the build's seed; each request carries its own derived seed
+        self.stats: Counter[str] = Counter()
+
+    def estimate(self, request: GenerationRequest) -> Usage:
+        return Usage()
+
+    def worst_case_cost(self, request: GenerationRequest, *, batch: bool = False) -> float:
+        return 0.0
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         rows = generate_rows(request.cell, request.n_rows, request.seed)
+        self.stats["requests"] += 1
         return GenerationResult(request.request_id, rows, Usage(), 0.0, 1)
 
     async def aclose(self) -> None:

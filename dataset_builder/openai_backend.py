@@ -26,12 +26,12 @@ from taskdecomp import prompts
 from taskdecomp.errors import AuthError, BackendError, redact
 from taskdecomp.reporter import Reporter
 from taskdecomp.schema import OPERATIONS, row_schema
+from taskdecomp.taxonomy import MAX_STEPS
 
 from .backend import GenerationRequest, GenerationResult, Usage
 from .limits import RateLimiter
 from .pricing import Price, cost, load_prices, price_for
-from .retry import InvalidReply, describe, retry_after, retrying
-from .taxonomy import MAX_STEPS
+from .retry import InvalidReply, NotAnAPI, describe, retry_after, retrying
 
 __all__ = [
     "PROMPT_VERSION",
@@ -51,6 +51,8 @@ PROMPT_VERSION = "gen-v1"
 #: estimated completion tokens per row (a 4-6 step row in JSON is ~250-350 tokens).
 TOKENS_PER_ROW = 320
 TEMPERATURE = 1.0
+#: the worst-case prompt is the estimate plus this margin (the ~4 chars/token rule can undercount)
+PROMPT_MARGIN = 1.25
 #: TPM reservation = the estimate, calibrated on the usage seen so far, times this margin
 #: (reconciled with the billed usage after the reply)
 RESERVE_FACTOR = 1.1
@@ -201,6 +203,20 @@ def parse_candidates(content: str | None) -> list[dict[str, Any]]:
     return kept
 
 
+def _completion_message(resp: Any) -> ChatCompletionMessage | None:
+    """The first choice's message of a parsed reply, or None when it has no choices. Raises
+    `NotAnAPI` when the reply is no chat completion: the SDK hands back the body as a `str`
+    when it is not JSON (an HTML page), and a model without `choices` for other JSON."""
+    if isinstance(resp, (str, bytes)):
+        text = " ".join(str(resp[:60]).split())
+        raise NotAnAPI(f"a non-JSON page starting {text!r}, not a chat completion")
+    choices = getattr(resp, "choices", None)  # a lax SDK model lacks the attribute entirely
+    if not isinstance(choices, list):
+        raise NotAnAPI("JSON that is not a chat completion (no `choices`)")
+    message = getattr(choices[0], "message", None) if choices else None
+    return message if isinstance(message, ChatCompletionMessage) else None
+
+
 # --- backend ------------------------------------------------------------------------------
 def _rejects_schema(exc: openai.BadRequestError) -> bool:
     text = f"{exc.param or ''} {exc.message}".lower()
@@ -238,6 +254,7 @@ class OpenAIBackend:
     ) -> None:
         self.model = model
         self.source = f"openai:{model}"
+        self.prompt_version: str | None = PROMPT_VERSION
         self.rows_per_call = rows_per_call
         self.reporter = reporter or Reporter.silent()
         key = api_key or os.environ.get("OPENAI_API_KEY")
@@ -277,6 +294,13 @@ class OpenAIBackend:
                         **chat_body(self.model, request, json_mode=self.json_mode)
                     )
                     break
+                except json.JSONDecodeError as exc:
+                    # a 200 whose HTTP body was cut short (a proxy, a dropped connection): the
+                    # SDK fails parsing it. The server most likely billed it: count the prompt
+                    # estimate and what arrived, as for a reply without usage.
+                    usage = Usage(prompt_est, len(exc.doc) // 4)
+                    slot.used(usage.total_tokens)
+                    raise InvalidReply(f"HTTP body cut short: {exc.msg} at char {exc.pos}", usage) from None
                 except openai.BadRequestError as exc:
                     if self.json_mode or not _rejects_schema(exc):
                         raise
@@ -291,7 +315,11 @@ class OpenAIBackend:
                         # straight into a full window (a 429 storm)
                         self.limiter.rate_limited(retry_after(exc))
                     raise
-            message = resp.choices[0].message if resp.choices else None
+            try:
+                message = _completion_message(resp)
+            except NotAnAPI:
+                slot.used(0)  # no LLM answered this: nothing was billed
+                raise
             content = message.content if message is not None else None
             if resp.usage is not None:
                 usage = Usage(resp.usage.prompt_tokens or 0, resp.usage.completion_tokens or 0)
@@ -314,10 +342,20 @@ class OpenAIBackend:
         """Tokens to reserve against --tpm for one attempt of `request`."""
         return int((prompt_est * self._prompt_ratio + request.n_rows * self._per_row) * RESERVE_FACTOR)
 
+    def estimate(self, request: GenerationRequest) -> Usage:
+        """Estimated (prompt, completion) tokens of one attempt of `request`."""
+        return Usage(*estimate_request_tokens(request, request.n_rows))
+
+    def worst_case_cost(self, request: GenerationRequest, *, batch: bool = False) -> float:
+        """An upper bound on what `request` can bill: its prompt (estimated, +25 %) and a
+        completion of `max_tokens` (sent with every call), for each of the `max_attempts`
+        attempts (every unusable reply is billed); a Batch API line is sent once."""
+        prompt = self.estimate(request).prompt_tokens
+        one = cost(Usage(int(prompt * PROMPT_MARGIN), max_tokens(request.n_rows)), self.price, batch=batch)
+        return one * (1 if batch else self.max_attempts)
+
     def _count_retry(self, rs: Any) -> None:
         self.stats["retries"] += 1
-        if rs.outcome is not None and isinstance(rs.outcome.exception(), InvalidReply):
-            self.stats["invalid_reply"] += 1
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         prompt_est = estimate_request_tokens(request, 0)[0]
@@ -333,11 +371,16 @@ class OpenAIBackend:
             async for attempt in policy:
                 with attempt:
                     attempts += 1
-                    usage, message = await self._attempt(request, prompt_est)
-                    spent += usage  # billed even when the reply turns out unusable
-                    if message is not None and message.refusal:
-                        raise InvalidReply("the model refused")
-                    candidates = parse_candidates(message.content if message is not None else None)
+                    try:
+                        usage, message = await self._attempt(request, prompt_est)
+                        spent += usage  # billed even when the reply turns out unusable
+                        if message is not None and message.refusal:
+                            raise InvalidReply("the model refused")
+                        candidates = parse_candidates(message.content if message is not None else None)
+                    except InvalidReply as exc:
+                        spent += exc.usage  # a reply cut short is billed too
+                        self.stats["invalid_reply"] += 1  # every unusable reply, retried or last
+                        raise
         except (openai.OpenAIError, InvalidReply) as exc:
             err = self._error(exc, attempts)
             err.usage, err.cost_usd = spent, cost(spent, self.price)  # type: ignore[attr-defined]
@@ -385,6 +428,11 @@ class OpenAIBackend:
             return BackendError(f"{where} timed out {tries}: raise --timeout or re-run later to resume")
         if isinstance(exc, openai.APIConnectionError):
             return BackendError(f"cannot reach {where} ({tries}): check --base-url")
+        if isinstance(exc, NotAnAPI):
+            return BackendError(
+                f"{where} does not answer like an OpenAI-compatible API ({exc}, {tries}): "
+                "check --base-url (an OpenAI-compatible server's URL usually ends in /v1)"
+            )
         return BackendError(f"{where}: unusable replies {tries} ({describe(exc)}): try another --model")
 
     async def aclose(self) -> None:

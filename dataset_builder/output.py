@@ -7,49 +7,98 @@ that are not part of this one are removed after the new ones are in place.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import random
+import tempfile
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import datasets
-
-from taskdecomp.files import atomic_path
-from taskdecomp.loader_script.features import FEATURES, SPLITS, shard_name
-from taskdecomp.schema import STRUCTURES
+from taskdecomp.errors import ConfigError
+from taskdecomp.files import atomic_path, atomic_write_text
+from taskdecomp.stats import DatasetStats, coverage
 
 __all__ = [
+    "check_out_location",
     "split_rows",
     "write_splits",
-    "coverage",
-    "coverage_table",
-    "read_rows",
+    "write_dataset",
     "MAX_SHARD_ROWS",
 ]
 
 MAX_SHARD_ROWS = 100_000
 
 
+_VIRTUAL_FS = (Path("/proc"), Path("/sys"))  # kernel views: writes fail late or do odd things
+
+
+def check_out_location(out: Path, flag: str = "--out") -> None:
+    """Fail before any work when `out` cannot hold a dataset folder: a file on its path, a
+    virtual file system, or a folder we cannot write to. Creates nothing (a probe file in the
+    nearest existing folder is made and removed at once)."""
+    resolved = Path(os.path.abspath(out))
+    for root in _VIRTUAL_FS:
+        if resolved == root or root in resolved.parents:
+            raise ConfigError(f"{flag} {out} is under {root}, which cannot hold files; choose another folder")
+    probe = resolved
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is a file" if probe == resolved else f"is below the file {probe}"
+        raise ConfigError(f"{flag} {out} {what}; give a folder (it is created if missing)")
+    try:  # os.access says yes to root even on read-only mounts: really try
+        fd, name = tempfile.mkstemp(prefix=".taskdecomp-probe-", dir=probe)
+    except OSError as exc:
+        raise ConfigError(
+            f"{flag} {out}: cannot write in {probe} ({exc.strerror or exc.__class__.__name__}); "
+            f"choose a writable folder"
+        ) from None
+    os.close(fd)
+    os.unlink(name)
+
+
+def _test_counts(sizes: dict[str, int], test_size: float) -> dict[str, int]:
+    """How many rows of each stratum go to `test`: round(n * test_size) in all, shared by the
+    largest-remainder method, so small strata do not each round their share down to zero.
+    Strata of one row are used last, so `train` keeps every combination it can."""
+    n = sum(sizes.values())
+    total = round(n * test_size)
+    if test_size > 0 and total == 0 and n >= 2:
+        total = 1  # tiny datasets: still give `test` one row
+    total = min(total, max(0, n - 1))
+    exact = {c: k * test_size for c, k in sizes.items()}
+    counts = {c: min(int(exact[c]), sizes[c] - 1) if sizes[c] > 1 else 0 for c in sizes}
+    left = total - sum(counts.values())
+    order = sorted(sizes, key=lambda c: (sizes[c] - counts[c] > 1, exact[c] - counts[c], c), reverse=True)
+    while left > 0:
+        room = [c for c in order if sizes[c] - counts[c] > 1] or [c for c in order if counts[c] < sizes[c]]
+        if not room:
+            break
+        for c in room[:left]:
+            counts[c] += 1
+        left -= min(left, len(room))
+    return counts
+
+
 def split_rows(rows: list[dict[str, Any]], test_size: float, seed: int) -> dict[str, list[dict[str, Any]]]:
-    """Stratified by modality combination: each combination puts round(test_size * k) of its
-    k rows in `test` (seeded shuffle), so both splits cover every combination they can."""
+    """Stratified by modality combination: round(test_size * n) rows in `test` in all, each
+    combination giving its share (largest remainder; seeded shuffle inside each), so both
+    splits cover every combination they can."""
     by_combo: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_combo["+".join(row["modalities"])].append(row)
     rng = random.Random(seed)
+    counts = _test_counts({c: len(g) for c, g in by_combo.items()}, test_size)
     train, test = [], []
     for combo in sorted(by_combo):
         group = sorted(by_combo[combo], key=lambda r: r["id"])
         rng.shuffle(group)
-        k = round(len(group) * test_size)
-        if test_size > 0 and k == 0 and len(group) >= 10:
-            k = 1
+        k = counts[combo]
         test.extend(group[:k])
         train.extend(group[k:])
-    if test_size > 0 and not test and len(train) >= 2:
-        # tiny datasets: no combination has enough rows for a share; still give `test` one row
-        test.append(train.pop())
     # a stable, seeded order inside each split (not grouped by combination)
     rng.shuffle(train)
     rng.shuffle(test)
@@ -58,6 +107,11 @@ def split_rows(rows: list[dict[str, Any]], test_size: float, seed: int) -> dict[
 
 def write_splits(splits: dict[str, list[dict[str, Any]]], out: Path) -> dict[str, list[str]]:
     """Write `out/data/{split}-0000i-of-0000n.parquet`; returns the shard paths per split."""
+    # datasets (+ pyarrow) cost ~1.4 s to import: only a command that writes shards pays it
+    import datasets
+
+    from taskdecomp.loader_script.features import FEATURES, SPLITS, shard_name
+
     datasets.disable_progress_bars()  # progress goes through our Reporter, not datasets' bars
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -81,37 +135,35 @@ def write_splits(splits: dict[str, list[dict[str, Any]]], out: Path) -> dict[str
     return written
 
 
-def read_rows(out: Path) -> dict[str, list[dict[str, Any]]]:
-    """Rows per split from a built folder's shards (for re-publishing, importing, tests)."""
-    result: dict[str, list[dict[str, Any]]] = {}
-    for split in SPLITS:
-        files = sorted(str(p) for p in (out / "data").glob(f"{split}-*.parquet"))
-        if files:
-            ds = datasets.Dataset.from_parquet(files, features=FEATURES)
-            result[split] = ds.to_list()  # type: ignore[union-attr]
-    return result
+def write_dataset(
+    out: Path,
+    rows: list[dict[str, Any]],
+    rejects: Iterable[dict[str, Any]],
+    stats: DatasetStats,
+    *,
+    test_size: float,
+    seed: int,
+    repo_id: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> tuple[dict[str, list[dict[str, Any]]], DatasetStats]:
+    """The one writer of the dataset layout, for build-dataset and import-dataset alike:
+    split → shards → rejects.jsonl (and `extra` files) → stats.json → README.md + chart.
 
-
-def coverage(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """{ 'audio+text': {'chain': 12, 'parallel': 9, 'dag': 11}, ... }"""
-    table: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(STRUCTURES, 0))
-    for row in rows:
-        table["+".join(row["modalities"])][row["structure"]] += 1
-    return {k: table[k] for k in sorted(table, key=lambda c: (c.count("+"), c))}
-
-
-def coverage_table(cov: dict[str, dict[str, int]]) -> str:
-    """A Markdown table (also readable in a terminal)."""
-    head = "| modalities | " + " | ".join(STRUCTURES) + " | total |"
-    sep = "|---|" + "---:|" * (len(STRUCTURES) + 1)
-    lines = [head, sep]
-    totals = dict.fromkeys(STRUCTURES, 0)
-    for combo, counts in cov.items():
-        for s in STRUCTURES:
-            totals[s] += counts.get(s, 0)
-        cells = " | ".join(str(counts.get(s, 0)) for s in STRUCTURES)
-        lines.append(f"| {combo} | {cells} | {sum(counts.values())} |")
-    lines.append(
-        "| **total** | " + " | ".join(str(totals[s]) for s in STRUCTURES) + f" | {sum(totals.values())} |"
+    `stats` carries what the caller knows (backend, usage, dedup, ...); the row counts, splits and
+    coverage are filled in here from `rows`. stats.json is written after the shards, so its
+    presence means the shards are complete; the card is rendered from both."""
+    splits = split_rows(rows, test_size, seed)
+    write_splits(splits, out)
+    atomic_write_text(
+        out / "rejects.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects)
     )
-    return "\n".join(lines)
+    for name, text in (extra or {}).items():
+        atomic_write_text(out / name, text)
+    stats = dataclasses.replace(
+        stats, n_rows=len(rows), splits={k: len(v) for k, v in splits.items() if v}, coverage=coverage(rows)
+    )
+    stats.write(out)
+    from taskdecomp.loader_script.dataset_card import write_dataset_card  # datasets + matplotlib
+
+    write_dataset_card(out, repo_id=repo_id)
+    return splits, stats

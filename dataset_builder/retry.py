@@ -3,7 +3,8 @@
 The SDK's own retries are off (`max_retries=0`), so this is the only place that decides:
 
 - retried: 429 (except `insufficient_quota`, which waiting does not fix), 408, 409, 5xx,
-  timeouts, connection errors, and `InvalidReply` (the model answered garbage: bad JSON, no rows);
+  timeouts, connection errors, and `InvalidReply` (the model answered garbage: bad JSON, no rows,
+  an HTTP body cut short; or `NotAnAPI`: the URL answered something that is no chat completion);
 - never retried: every other 4xx (400/401/403/404/422 ...): they fail the same way again;
 - wait: the server's `retry-after-ms` / `Retry-After` (seconds or an HTTP date) when it sends one,
   otherwise exponential backoff with FULL jitter (uniform in [0, min(cap, base·2^k)]), which
@@ -22,11 +23,24 @@ from typing import Any
 import openai
 import tenacity
 
-__all__ = ["InvalidReply", "is_retryable", "retry_after", "retrying", "describe"]
+from .backend import Usage
+
+__all__ = ["InvalidReply", "NotAnAPI", "is_retryable", "retry_after", "retrying", "describe"]
 
 
 class InvalidReply(Exception):
-    """The endpoint answered 200 but the content is unusable (not JSON, no rows, refusal)."""
+    """The endpoint answered 200 but the content is unusable (not JSON, no rows, refusal).
+    `usage` is what that reply billed when it is known only here (a body cut short never
+    reaches the caller as a parsed completion), else zero."""
+
+    def __init__(self, message: str, usage: Usage | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage or Usage()
+
+
+class NotAnAPI(InvalidReply):
+    """A 200 whose body is no chat completion at all (an HTML page from a captive proxy, some
+    other service's JSON): retried like an invalid reply, but reported as a wrong URL."""
 
 
 _RETRY_STATUS = {408, 409, 429}

@@ -32,8 +32,7 @@ from typing import Any
 from taskdecomp.config import load_yaml
 from taskdecomp.errors import ConfigError
 from taskdecomp.schema import MODALITIES, STRUCTURES
-
-from .taxonomy import CELLS, Cell
+from taskdecomp.taxonomy import CELLS, Cell
 
 __all__ = ["plan_quotas", "cell_weights", "load_weights"]
 
@@ -135,7 +134,7 @@ def plan_quotas(n: int, weights: Mapping[str, Any] | None = None, seed: int = 0)
 def load_weights(path: str | Path) -> dict[str, float]:
     """Read weights from YAML: ``{weights: {key: w, ...}}`` or a flat ``{key: w}`` mapping.
     Keys and values are checked (unknown key / negative weight -> ConfigError)."""
-    data = load_yaml(path)
+    data = load_yaml(path, what="quotas file", flag="--quotas")
     # load_yaml turns '-' into '_' in top-level keys; weight keys never contain either.
     if set(data) == {"weights"}:
         data = data["weights"] or {}

@@ -8,20 +8,21 @@ the training format) and greedy decoding settings.
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from taskdecomp.errors import ConfigError, InputError
 from taskdecomp.files import atomic_write_json, atomic_write_text
+from taskdecomp.hub_probe import check_hub_repo
+from taskdecomp.models import check_base, load_model
 from taskdecomp.reporter import Reporter
 
 __all__ = [
     "EvalConfig",
     "METRIC_ORDER",
     "load_eval_rows",
-    "check_base",
-    "load_model",
     "evaluate_adapter",
     "results_table",
 ]
@@ -45,7 +46,7 @@ LOWER_IS_BETTER = {"step_count_mae"}
 
 @dataclass
 class EvalConfig:
-    adapter: str = field(metadata={"help": "train-adapter output folder or Hub repo id"})
+    adapter: str = field(metadata={"help": "pass a train-adapter output folder or a Hub repo id"})
     dataset: str = field(
         metadata={"help": "built dataset folder, a .jsonl/.json/.parquet file, or a Hub dataset id"}
     )
@@ -98,7 +99,64 @@ def _looks_like_repo(name: str) -> bool:
 
 
 def load_eval_rows(dataset: str, split: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """Rows with `instruction` and the reference `output` from a built folder, a file, or a Hub id."""
+    """Rows with `instruction` and the reference `output` from a built folder, a file, or a Hub id.
+
+    Every row is checked (strings where strings belong) here, before any model loads: a bad row
+    found after generating would cost the whole run."""
+    p = Path(dataset)
+    if p.is_file() and p.suffix in (".jsonl", ".json"):
+        # Parsed here rather than by `datasets`: its JSON builder reports a bad line as a
+        # 70-line DatasetGenerationError without the line number.
+        rows, where = (
+            _read_json_rows(p),
+            (lambda i: f"{p} line {i + 1}" if p.suffix == ".jsonl" else f"{p} row {i + 1}"),
+        )
+    else:
+        rows, where = _load_with_datasets(dataset, split), (lambda i: f"dataset {dataset} row {i + 1}")
+    _check_rows(dataset, rows, where)
+    if limit is not None:
+        rows = rows[:limit]
+    if not rows:
+        raise InputError(f"dataset {dataset} split '{split}' is empty")
+    return rows
+
+
+def _read_json_rows(p: Path) -> list[dict[str, Any]]:
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{p} is not UTF-8 text; pass a .jsonl file with one JSON object per line") from None
+    except OSError as exc:
+        raise InputError(f"cannot read dataset {p}: {exc.strerror or exc.__class__.__name__}") from None
+    if p.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None  # maybe JSON Lines under a .json name: read line by line below
+        if isinstance(data, list):
+            for i, row in enumerate(data):
+                if not isinstance(row, dict):
+                    raise InputError(
+                        f"{p} row {i + 1} is not a JSON object; each row needs 'instruction' and 'output'"
+                    )
+            return data
+        if isinstance(data, dict):
+            raise InputError(f"{p} holds one JSON object, not rows; pass a list of rows or JSON Lines")
+    rows: list[dict[str, Any]] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{p} line {n} is not valid JSON ({exc.msg}); fix or remove that line") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{p} line {n} is not a JSON object; each line needs 'instruction' and 'output'")
+        rows.append(row)
+    return rows
+
+
+def _load_with_datasets(dataset: str, split: str) -> list[dict[str, Any]]:
     import datasets
 
     p = Path(dataset)
@@ -113,11 +171,11 @@ def load_eval_rows(dataset: str, split: str, limit: int | None = None) -> list[d
                 )
             ds = datasets.Dataset.from_parquet(files)
         elif p.is_file():
-            kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}.get(p.suffix)
-            if kind is None:
+            if p.suffix != ".parquet":
                 raise InputError(f"{p}: unsupported file type; use .jsonl, .json or .parquet")
-            ds = datasets.load_dataset(kind, data_files=str(p), split="train")
+            ds = datasets.load_dataset("parquet", data_files=str(p), split="train")
         elif _looks_like_repo(dataset):
+            check_hub_repo(dataset, "dataset", "--dataset")  # fast, one line, before datasets retries
             ds = datasets.load_dataset(dataset, split=split)
         else:
             raise InputError(f"dataset {dataset} not found; pass a build-dataset folder, a file or a Hub id")
@@ -125,39 +183,85 @@ def load_eval_rows(dataset: str, split: str, limit: int | None = None) -> list[d
         raise
     except (OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
         raise InputError(f"cannot read dataset {dataset}: {str(exc).splitlines()[0]}") from None
-    missing = [c for c in ("instruction", "output") if c not in ds.column_names]
+    except datasets.exceptions.DatasetGenerationError as exc:  # a corrupt shard
+        cause = exc.__cause__ or exc
+        raise InputError(
+            f"cannot read dataset {dataset}: {str(cause).splitlines()[0] if str(cause) else cause.__class__.__name__}"
+        ) from None
+    if not isinstance(ds, datasets.Dataset):
+        raise InputError(f"dataset {dataset}: expected one split, got {type(ds).__name__}; pass --split")
+    return ds.to_list()
+
+
+def _check_rows(dataset: str, rows: list[dict[str, Any]], where: Any) -> None:
+    """Both columns present, and strings (`input` may be missing or null) in every row."""
+    columns = set().union(*(r.keys() for r in rows)) if rows else set()
+    missing = [c for c in ("instruction", "output") if rows and c not in columns]
     if missing:
         raise InputError(
             f"dataset {dataset} has no {' or '.join(repr(c) for c in missing)} column "
-            f"(columns: {', '.join(ds.column_names)}); evaluation needs the instruction and a reference 'output'"
+            f"(columns: {', '.join(sorted(columns))}); evaluation needs the instruction and a reference 'output'"
         )
-    if limit is not None:
-        ds = ds.select(range(min(limit, len(ds))))
-    rows = ds.to_list()
-    if not rows:
-        raise InputError(f"dataset {dataset} split '{split}' is empty")
-    return rows
+    for i, row in enumerate(rows):
+        for key in ("instruction", "output", "input"):
+            value = row.get(key)
+            if key == "input" and value is None:
+                continue
+            if not isinstance(value, str) or (key != "input" and not value.strip()):
+                got = (
+                    "missing"
+                    if key not in row
+                    else ("empty" if isinstance(value, str) else f"{_json_type(value)}")
+                )
+                raise InputError(
+                    f"{where(i)}: '{key}' is {got}; every row needs a non-empty '{key}' string"
+                    if key != "input"
+                    else f"{where(i)}: 'input' is {got}; it must be a string (or left out)"
+                )
+
+
+def _json_type(value: Any) -> str:
+    return {
+        type(None): "null",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
+
+
+def _check_output(path: Path, what: str) -> None:
+    """Fail now, not after generating, when `path` cannot be written: a directory, under a file,
+    or in a folder we may not write (probed with a real temp file: root passes os.access)."""
+    if path.is_dir():
+        raise InputError(
+            f"{what} {path} is a directory; pass a file path such as {path / 'eval_results.json'}"
+        )
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{what} {path} is under {parent}, which is a file; pass a path in a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".taskdecomp-probe-"):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"{what} {path} cannot be written ({exc.strerror or exc.__class__.__name__} in {parent}); "
+            "pass another --output"
+        ) from None
+
+
+def output_paths(cfg: EvalConfig) -> tuple[Path, Path]:
+    """The results JSON and the predictions JSONL beside it."""
+    output = cfg.output or (
+        Path(cfg.adapter) / "eval_results.json" if Path(cfg.adapter).is_dir() else Path("eval_results.json")
+    )
+    return output, output.with_name(output.stem + ".predictions.jsonl")
 
 
 # --- model ----------------------------------------------------------------------------------
-
-
-def _require_base(adapter: str, trained_on: str, expected: str | None) -> str:
-    """`trained_on`, or `InputError` when `expected` (an alias or Hub id) names another base."""
-    from taskdecomp.trainer.models import hub_id_for
-
-    if expected and trained_on and hub_id_for(expected) != trained_on:
-        raise InputError(
-            f"adapter {adapter} was trained on {trained_on}, not on {hub_id_for(expected)}; "
-            "pass the matching --base or another adapter"
-        )
-    return trained_on
-
-
-def check_base(model: Any, expected: str | None, adapter: str) -> str:
-    """The adapter's base model id; `InputError` when `expected` names another one."""
-    trained_on = str(model.peft_config["default"].base_model_name_or_path or "")
-    return _require_base(adapter, trained_on, expected)
 
 
 def _check_adapter_exists(adapter: str) -> None:
@@ -168,32 +272,6 @@ def _check_adapter_exists(adapter: str) -> None:
         raise InputError(f"adapter {adapter} not found; pass a train-adapter output folder or a Hub repo id")
     if not (p / "adapter_config.json").is_file():
         raise InputError(f"{adapter} has no adapter_config.json; pass the output folder of train-adapter")
-
-
-def _precheck_local_base(adapter: str, expected: str | None) -> None:
-    """Refuse a mismatched local adapter before spending time loading its base model."""
-    config = Path(adapter) / "adapter_config.json"
-    if expected and config.is_file():
-        trained_on = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path") or ""
-        _require_base(adapter, trained_on, expected)
-
-
-def load_model(
-    adapter: str, *, base: str | None = None, quantize_4bit: bool | None = None
-) -> tuple[Any, Any]:
-    from taskdecomp.trainer.models import load_adapter
-
-    _precheck_local_base(adapter, base)
-    try:
-        model, tokenizer = load_adapter(adapter, quantize_4bit=quantize_4bit)
-    except RuntimeError as exc:  # PEFT: "size mismatch for ... lora_A ..." on another architecture
-        if "size mismatch" in str(exc):
-            raise InputError(
-                f"adapter {adapter} does not fit its base model (weight shapes differ): it was made for another base"
-            ) from None
-        raise
-    check_base(model, base, adapter)
-    return model, tokenizer
 
 
 # --- evaluation -----------------------------------------------------------------------------
@@ -216,7 +294,7 @@ def results_table(results: dict[str, Any]) -> str:
 def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     """Generate for base and adapter, score both; write the JSON (and card / push if asked)."""
     from taskdecomp.evaluation import load_metric
-    from taskdecomp.evaluation.generate import generate_batched
+    from taskdecomp.generation import generate_batched
     from taskdecomp.promptfmt import render_prompt
 
     reporter = reporter or Reporter.silent()
@@ -226,16 +304,29 @@ def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[
 
         token = resolve_token()
     _check_adapter_exists(cfg.adapter)
+    output, samples = output_paths(cfg)
+    _check_output(output, "results file")
+    _check_output(samples, "predictions file")
+    if cfg.update_card and Path(cfg.adapter).is_dir():
+        _check_output(Path(cfg.adapter) / "README.md", "model card")
     rows = load_eval_rows(cfg.dataset, cfg.split, cfg.limit)
+    if _looks_like_repo(cfg.adapter):
+        check_hub_repo(cfg.adapter, "model", "--adapter")
     reporter.info(f"evaluating on {len(rows)} rows of {cfg.dataset} [{cfg.split}]")
     model, tokenizer = load_model(cfg.adapter, base=cfg.base, quantize_4bit=cfg.quantize_4bit)
     base_id = check_base(model, None, cfg.adapter)
     prompts = [render_prompt(tokenizer, r["instruction"], r.get("input") or "") for r in rows]
     references = [r["output"] for r in rows]
-    gen = {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "reporter": reporter}
+
+    def generate(desc: str) -> list[str]:  # the same settings for both columns
+        return generate_batched(
+            model, tokenizer, prompts, desc=desc, max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size, reporter=reporter,
+        )  # fmt: skip
+
     with model.disable_adapter():
-        base_out = generate_batched(model, tokenizer, prompts, desc="base", **gen)
-    adapter_out = generate_batched(model, tokenizer, prompts, desc="adapter", **gen)
+        base_out = generate("base")
+    adapter_out = generate("adapter")
 
     metric = load_metric()
     results: dict[str, Any] = {
@@ -248,12 +339,8 @@ def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[
         "base_model": base_id,
         "max_new_tokens": cfg.max_new_tokens,
     }
-    output = cfg.output or (
-        Path(cfg.adapter) / "eval_results.json" if Path(cfg.adapter).is_dir() else Path("eval_results.json")
-    )
     atomic_write_json(output, results)
     # The texts themselves, for reading next to the numbers.
-    samples = output.with_name(output.stem + ".predictions.jsonl")
     atomic_write_text(
         samples,
         "".join(
@@ -275,13 +362,11 @@ def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[
 def _update_card(
     cfg: EvalConfig, results: dict[str, Any], output: Path, reporter: Reporter, token: str | None
 ) -> None:
-    from taskdecomp.trainer.card import write_model_card
+    from taskdecomp.model_card import write_model_card
 
     folder = Path(cfg.adapter)
     if not folder.is_dir():
         # A Hub adapter: render the card in a local copy of the repo, then push that.
-        import tempfile
-
         from huggingface_hub import snapshot_download
 
         folder = Path(snapshot_download(cfg.adapter, local_dir=tempfile.mkdtemp(prefix="taskdecomp-card-")))

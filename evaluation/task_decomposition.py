@@ -35,7 +35,7 @@ import datasets
 import evaluate
 from rouge_score import rouge_scorer
 
-from taskdecomp.planner.plan import plan_errors
+from taskdecomp.plan import plan_errors
 from taskdecomp.schema import make_row, parse_output
 
 __all__ = ["TaskDecomposition", "strip_tags", "step_descriptions", "match_steps"]

@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from huggingface_hub.utils import logging as hf_logging
+
 from taskdecomp.cli import entrypoint
 from taskdecomp.config import parse_config
 from taskdecomp.errors import ConfigError
-from taskdecomp.hub.push import publish_dataset, validate_repo_id
+from taskdecomp.hub.publish import publish_dataset, validate_repo_id
 from taskdecomp.reporter import Reporter
 
 __all__ = ["PublishConfig", "main"]
@@ -53,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         positionals=("dir",),
     )
     assert cfg.dir is not None  # __post_init__ refused None
+    # the client's own warnings (a dozen "Retrying in 1s" lines before a 5xx gives up) would bury
+    # the one line the CLI edge prints; its progress bars are handled by `push_files`
+    hf_logging.set_verbosity_error()
     reporter = Reporter(quiet=cfg.quiet)
     url = publish_dataset(cfg.dir, cfg.repo_id, private=cfg.private, revision=cfg.revision, reporter=reporter)
     print(url)

@@ -7,11 +7,12 @@ the card's YAML. So the "loader" is data: `CONFIGS` below, rendered into the car
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import datasets
 
-__all__ = ["FEATURES", "ALPACA_COLUMNS", "SPLITS", "shard_name", "configs_yaml"]
+__all__ = ["FEATURES", "ALPACA_COLUMNS", "SPLITS", "shard_name", "configs_yaml", "read_rows"]
 
 SPLITS = ("train", "test")
 ALPACA_COLUMNS = ("instruction", "input", "output")
@@ -49,3 +50,14 @@ def configs_yaml(splits: dict[str, int]) -> list[dict[str, Any]]:
         {"config_name": "default", "data_files": data_files, "default": True},
         {"config_name": "alpaca", "data_files": data_files, "columns": list(ALPACA_COLUMNS)},
     ]
+
+
+def read_rows(out: Path) -> dict[str, list[dict[str, Any]]]:
+    """Rows per split from a built folder's shards (for re-publishing, importing, tests)."""
+    result: dict[str, list[dict[str, Any]]] = {}
+    for split in SPLITS:
+        files = sorted(str(p) for p in (out / "data").glob(f"{split}-*.parquet"))
+        if files:
+            ds = datasets.Dataset.from_parquet(files, features=FEATURES)
+            result[split] = ds.to_list()  # type: ignore[union-attr]
+    return result

@@ -3,8 +3,7 @@ per-modality handlers (`Plan.run`)."""
 
 from __future__ import annotations
 
-from taskdecomp.planner.decomposer import DEFAULT_BASE, Decomposer, decompose
-from taskdecomp.planner.dispatch import (
+from taskdecomp.dispatch import (
     ENTRY_POINT_GROUP,
     Handler,
     HandlerRegistry,
@@ -13,7 +12,8 @@ from taskdecomp.planner.dispatch import (
     arun,
     run,
 )
-from taskdecomp.planner.plan import DecompositionError, Plan, Step
+from taskdecomp.plan import DecompositionError, Plan, Step
+from taskdecomp.planner.decomposer import DEFAULT_BASE, Decomposer, decompose
 
 __all__ = [
     "DEFAULT_BASE",

@@ -56,7 +56,9 @@ class DecomposeConfig:
         if (self.task is None) == (self.file is None):
             raise ConfigError("give either a task text or --file FILE (one task per line, '-' for stdin)")
         if self.dry_run and not self.run:
-            self.run = True  # `--dry-run` alone means "show me the schedule"
+            # Refused rather than implied: `decompose TASK --dry-run` reads as "don't do anything
+            # for real" and would otherwise silently switch the run on.
+            raise ConfigError("--dry-run only applies with --run; add --run to see the schedule")
         for name in ("max_new_tokens", "batch_size", "max_concurrency"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
@@ -68,12 +70,25 @@ def _read_tasks(file: str) -> list[str]:
     if file == "-":
         text = sys.stdin.read()
     else:
+        hint = "pass a text file with one task per line"
         try:
             text = Path(file).read_text(encoding="utf-8")
-        except (FileNotFoundError, IsADirectoryError):
-            raise InputError(f"task file {file} not found; pass a text file with one task per line") from None
+        except FileNotFoundError:
+            raise InputError(f"task file {file} not found; {hint}") from None
+        except IsADirectoryError:
+            raise InputError(f"task file {file} is a directory; {hint}") from None
+        except PermissionError:
+            raise InputError(
+                f"task file {file} is not readable (permission denied); fix its permissions"
+            ) from None
         except UnicodeDecodeError:
-            raise InputError(f"task file {file} is not UTF-8 text") from None
+            raise InputError(f"task file {file} is not a text file (not UTF-8); {hint}") from None
+        except OSError as exc:
+            raise InputError(
+                f"cannot read task file {file}: {exc.strerror or exc.__class__.__name__}"
+            ) from None
+        if "\x00" in text:  # valid UTF-8 can still be binary (NUL bytes): not task text
+            raise InputError(f"task file {file} is not a text file (it has NUL bytes); {hint}")
     tasks = [line.strip() for line in text.splitlines() if line.strip()]
     if not tasks:
         raise InputError(f"no tasks in {file}: it is empty; write one task per line")
@@ -105,8 +120,18 @@ def _handlers(cfg: DecomposeConfig, reporter: Reporter) -> HandlerRegistry:
     return registry
 
 
+def _check_hub_adapter(adapter: str) -> None:
+    """A Hub `--adapter`: one quick request first, so a dead endpoint or a wrong id is one line
+    before the model libraries load (and print their own noise)."""
+    if Path(adapter).exists() or adapter.count("/") != 1 or adapter.startswith((".", "/")):
+        return  # a local folder (or not an id): models.load_model says what is wrong with it
+    from taskdecomp.hub_probe import check_hub_repo
+
+    check_hub_repo(adapter, "model", "--adapter")
+
+
 def _checked(task: str) -> str | InputError:
-    from taskdecomp.planner.plan import check_task
+    from taskdecomp.plan import check_task
 
     try:
         return check_task(task)
@@ -116,8 +141,8 @@ def _checked(task: str) -> str | InputError:
 
 @entrypoint("decompose")
 def main(argv: Sequence[str] | None = None) -> int:
+    from taskdecomp.plan import check_task
     from taskdecomp.planner import Decomposer, DecompositionError
-    from taskdecomp.planner.plan import check_task
 
     cfg = parse_config(
         DecomposeConfig,
@@ -131,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.file is None:
         check_task(tasks[0])  # bad input fails before the model loads
     handlers = _handlers(cfg, reporter) if cfg.run else None
+    if cfg.adapter:
+        _check_hub_adapter(cfg.adapter)
     decomposer = Decomposer(
         cfg.adapter,
         base=cfg.base,
@@ -139,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         retries=cfg.retries,
         reporter=reporter,
     )
+    plans: list[Plan | DecompositionError | InputError]
     if cfg.file is None:
         plans = [decomposer.decompose(tasks[0], cfg.input)]  # DecompositionError → one line, exit 2
     else:

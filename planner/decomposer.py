@@ -12,7 +12,7 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 
-from taskdecomp.planner.plan import DecompositionError, Plan, check_task, plan_from_text
+from taskdecomp.plan import DecompositionError, Plan, check_task, plan_from_text
 from taskdecomp.reporter import Reporter
 
 __all__ = ["Decomposer", "decompose", "DEFAULT_BASE", "Generator"]
@@ -55,12 +55,12 @@ class Decomposer:
             self.source = _source(adapter or base or "custom")
             return
         if adapter:
-            from taskdecomp.evaluation.evaluate_adapter import load_model
+            from taskdecomp.models import load_model
 
             self.model, self.tokenizer = load_model(adapter, base=base, quantize_4bit=quantize_4bit)
             self.source = _source(adapter)
         else:
-            from taskdecomp.trainer.models import load_base_model
+            from taskdecomp.models import load_base_model
 
             base = base or DEFAULT_BASE
             self.reporter.warn(
@@ -73,7 +73,7 @@ class Decomposer:
         self._generate = self._generate_with_model
 
     def _generate_with_model(self, conversations: list[list[dict[str, str]]]) -> list[str]:
-        from taskdecomp.evaluation.generate import generate_batched
+        from taskdecomp.generation import generate_batched
 
         prompts = [
             self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)

@@ -1,37 +1,19 @@
-"""Built-in handlers: a dry run for every modality, and a text handler for any
-OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp server, Ollama, ...)."""
+"""The built-in text handler for any OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp
+server, Ollama, ...); the dry run lives with the dispatcher (`taskdecomp.dispatch.DryRunHandler`)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from taskdecomp.errors import AuthError, BackendError, ConfigError
-from taskdecomp.planner.plan import Step
+from taskdecomp.plan import Step
 
-__all__ = ["DryRunHandler", "OpenAITextHandler", "DEFAULT_TEXT_MODEL"]
+__all__ = ["OpenAITextHandler", "DEFAULT_TEXT_MODEL"]
 
 DEFAULT_TEXT_MODEL = "gpt-4o-mini"
-
-
-class DryRunHandler:
-    """Runs nothing: records when each step started/finished in `log` and returns a placeholder
-    naming the step and the inputs it would have received."""
-
-    def __init__(self, log: list[tuple[str, int, float]] | None = None, delay: float = 0.0) -> None:
-        self.log = log if log is not None else []
-        self.delay = delay
-
-    async def __call__(self, step: Step, inputs: Mapping[int, Any]) -> str:
-        self.log.append(("start", step.step, time.monotonic()))
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        self.log.append(("end", step.step, time.monotonic()))
-        after = f" using steps {', '.join(map(str, sorted(inputs)))}" if inputs else ""
-        return f"<{step.modality} {step.operation} result of step {step.step}{after}>"
 
 
 class OpenAITextHandler:

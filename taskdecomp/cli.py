@@ -28,7 +28,11 @@ def entrypoint(prog: str) -> Callable[[Main], Callable[[Sequence[str] | None], i
                 print(f"{prog}: error: {redact(str(exc))}", file=sys.stderr)
                 return exc.exit_code
             except KeyboardInterrupt:
-                print(f"{prog}: interrupted", file=sys.stderr)
+                # every writer renames finished files into place, so there is no partial output
+                print(
+                    f"{prog}: interrupted (Ctrl-C); no partial file was kept: run the same command again",
+                    file=sys.stderr,
+                )
                 return 130
             except BrokenPipeError:
                 # `decompose ... | head`: the reader went away; that is not an error.

@@ -96,24 +96,33 @@ def _coerce(name: str, tp: Any, value: Any, source: str) -> Any:
         raise ConfigError(f"{source}: '{name}' must be {tname}, got {value!r}") from None
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, *, what: str = "config file", flag: str = "--config") -> dict[str, Any]:
+    """A YAML mapping from `path`; `ConfigError` (naming `what` and `flag`) when it can't be one."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {p} not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {p}: {exc.__class__.__name__}") from None
+        raise ConfigError(f"{what} {p} not found; check the path given to {flag}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {p} is a directory; pass a YAML file to {flag}") from None
+    except PermissionError:
+        raise ConfigError(f"{what} {p} is not readable (permission denied); fix its permissions") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {p} is not a text file; pass a YAML file to {flag}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {p}: {exc.strerror or exc.__class__.__name__}") from None
+    if "\x00" in text:
+        raise ConfigError(f"{what} {p} is not a text file; pass a YAML file to {flag}")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"config file {p} is not valid YAML{where}; fix the syntax and retry") from None
+        raise ConfigError(f"{what} {p} is not valid YAML{where}; fix the syntax and retry") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {p} must be a YAML mapping of option: value")
+        raise ConfigError(f"{what} {p} must be a YAML mapping of option: value")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
@@ -182,10 +191,21 @@ def parse_config(
         if key in positionals and value in (None, []):
             continue
         values[key] = _coerce(key, hints[key], value, "flag --" + key.replace("_", "-"))
-    try:
-        return cls(**values)
-    except TypeError as exc:  # a required field missing
-        raise ConfigError(f"{exc}; see {prog} --help") from None
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if f.init
+        and f.name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:  # say which option, as the user types it, and what it wants
+        name = missing[0]
+        spec = next(f for f in dataclasses.fields(cls) if f.name == name)  # type: ignore[arg-type]
+        shown = name.upper() if name in positionals else "--" + name.replace("_", "-")
+        help_ = spec.metadata.get("help", "")
+        raise ConfigError(f"{shown} is required" + (f": {help_}" if help_ else "") + f" (see {prog} --help)")
+    return cls(**values)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

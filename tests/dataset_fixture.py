@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from taskdecomp.dataset_builder.output import coverage, split_rows, write_splits
-from taskdecomp.dataset_builder.taxonomy import COMBINATIONS
-from taskdecomp.files import atomic_write_json
+from taskdecomp.dataset_builder.output import split_rows, write_splits
 from taskdecomp.schema import classify_structure, make_row, schema_errors
+from taskdecomp.stats import DatasetStats, Dedup, Taxonomy, Usage, coverage
+from taskdecomp.taxonomy import COMBINATIONS
 
 VERBS = {"text": "Write", "image": "Draw", "audio": "Record", "video": "Film"}
 
@@ -51,29 +51,20 @@ def build_fixture(out: Path, n: int = 40, *, tag: str = "", seed: int = 1) -> di
     rows = fixture_rows(n, tag=tag)
     splits = split_rows(rows, test_size=0.2, seed=seed)
     write_splits(splits, out)
-    stats = {
-        "n_rows": len(rows),
-        "splits": {k: len(v) for k, v in splits.items()},
-        "coverage": coverage(rows),
-        "rejects": {"schema": 3, "near_duplicate": 2},
-        "duplicates": {"exact": 1, "near": 2},
-        "usage": {"prompt_tokens": 1200, "completion_tokens": 3400},
-        "requests": 12,
-        "cost_usd": 0.0,
-        "wall_time_s": 1.5,
-        "backend": "offline",
-        "model": None,
-        "source": "offline",
-        "seed": seed,
-        "prompt_version": "v1",
-        "taxonomy": {
-            "combinations": 15,
-            "structures": ["chain", "parallel", "dag"],
-            "min_steps": 2,
-            "max_steps": 8,
-        },
-        "dedup": {"threshold": 0.7, "rule": "ROUGE-L >= 0.7 on instructions: keep the first"},
-        "config": {"n": n, "seed": seed},
-    }
-    atomic_write_json(out / "stats.json", stats)
+    DatasetStats(
+        n_rows=len(rows),
+        splits={k: len(v) for k, v in splits.items()},
+        coverage=coverage(rows),
+        rejects={"schema": 3, "duplicate-steps": 2},
+        dedup=Dedup(0.7, exact=1, near=2),
+        usage=Usage(prompt_tokens=1200, completion_tokens=3400),
+        requests=12,
+        wall_time_s=1.5,
+        backend="offline",
+        source="offline",
+        seed=seed,
+        prompt_version="v1",
+        taxonomy=Taxonomy(combinations=15, cells=45, min_steps=2, max_steps=8),
+        config={"n": n, "seed": seed},
+    ).write(out)
     return splits

@@ -12,6 +12,9 @@ Scriptable behaviour:
   `{"status": 429, "retry_after_date": 2}`, `{"status": 500}`, `{"delay": 3.0}` (slow, then a
   normal reply), `{"content": "not json"}`, `{"status": 401}`, `{"status": 404}`, ...) or a
   shorthand: "429", "500", "401", "400", "404", "slow", "invalid_json", "refusal", "truncated".
+- `cut_every = N`: every Nth chat reply (1-based) has its HTTP body cut in half (a truncated
+  body with a matching Content-Length, so the client reads it whole and fails to parse it);
+  `html = True`: every request gets a 200 `text/html` page (a captive proxy, a web server).
 - `latency`: seconds each chat request takes; `failure_rate` + `failure_kinds`: random failures
   (seeded); `json_schema=False`: 400 for `response_format.type == "json_schema"`, like a server
   without structured outputs; `api_key`: 401 unless the bearer token matches (the error echoes
@@ -70,7 +73,14 @@ _SHORTHAND: dict[str, dict[str, Any]] = {
     "invalid_json": {"content": '{"rows": [{"instruction": "unterminated'},
     "refusal": {"refusal": "I can't help with that."},
     "truncated": {"truncate": True},  # a full reply cut in half: invalid JSON, billed like a real one
+    # the HTTP body itself cut short (a proxy or a dropped connection): the SDK cannot parse it
+    "cut_body": {"cut_body": True},
+    # a 200 text/html page instead of JSON, like a captive portal or a web server at the URL
+    "html": {"html": True},
+    # 200 JSON that is not a chat completion (another service's JSON at the URL)
+    "not_completion": {"not_completion": True},
 }
+_HTML = b"<!DOCTYPE html><html><head><title>Welcome</title></head><body>Sign in to the network</body></html>"
 
 # --- a tiny row generator (used when the offline backend is not importable) ----------------
 _ART = {
@@ -195,7 +205,7 @@ def _offline_candidates(cell_key: str, n: int, seed: int) -> list[dict[str, Any]
     try:
         from taskdecomp.dataset_builder.backend import GenerationRequest
         from taskdecomp.dataset_builder.offline import OfflineBackend
-        from taskdecomp.dataset_builder.taxonomy import Cell
+        from taskdecomp.taxonomy import Cell
 
         backend = OfflineBackend(seed=seed)
         result = asyncio.run(
@@ -249,7 +259,10 @@ class FakeOpenAI:
         seed: int = 0,
         batch_delay: float = 0.2,
         use_offline: bool = True,
+        cut_every: int = 0,
+        html: bool = False,
     ) -> None:
+        self.cut_every, self.html = cut_every, html
         self.latency, self.api_key, self.json_schema = latency, api_key, json_schema
         self.failure_rate, self.failure_kinds = failure_rate, failure_kinds
         self.batch_delay, self.use_offline, self.seed = batch_delay, use_offline, seed
@@ -361,6 +374,7 @@ class FakeOpenAI:
         now = time.monotonic()
         with self._lock:
             self.stats["chat_requests"] += 1
+            nth = self.stats["chat_requests"]
             self.chat_times.append(now)
             self.bodies.append(body)
         if self.api_key is not None and auth != f"Bearer {self.api_key}":
@@ -373,6 +387,8 @@ class FakeOpenAI:
             )
             return 400, _err(msg, None, param="response_format"), {}, 0.0
         step = self._next_step() or {}
+        if self.cut_every and nth % self.cut_every == 0 and not step:
+            step = _SHORTHAND["cut_body"]
         status = step.get("status", 200)
         if status == 429:
             headers = {}
@@ -410,6 +426,12 @@ class FakeOpenAI:
                     return 429, _err(f"Rate limit reached ({name}).", "rate_limit_exceeded"), headers, 0.0
             self.stats["prompt_tokens"] += reply["usage"]["prompt_tokens"]
             self.stats["completion_tokens"] += reply["usage"]["completion_tokens"]
+        if step.get("cut_body"):
+            reply = {"_cut": True, **reply}
+        elif step.get("html"):
+            reply = {"_html": True}
+        elif step.get("not_completion"):
+            reply = {"status": "ok", "service": "not an LLM"}
         return 200, reply, {}, self.latency + step.get("delay", 0.0)
 
     # --- batches --------------------------------------------------------------------------
@@ -524,12 +546,19 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
         def _send(
             self, status: int, payload: Any, headers: dict[str, str] | None = None, raw: bool = False
         ) -> None:
+            ctype = "application/octet-stream" if raw else "application/json"
+            if isinstance(payload, dict) and payload.pop("_html", False):
+                payload, raw, ctype = _HTML, True, "text/html; charset=utf-8"
+            elif isinstance(payload, dict) and payload.pop("_cut", False):
+                whole = json.dumps(payload).encode()
+                payload, raw = whole[: len(whole) // 2], True
+                ctype = "application/json"
             data = payload if raw else json.dumps(payload).encode()
             with fake._lock:
                 fake.stats[f"status_{status}"] += 1
             try:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/octet-stream" if raw else "application/json")
+                self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
@@ -541,6 +570,10 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             path = self.path.split("?")[0]
             raw = self._body()
+            if fake.html:
+                with fake._lock:
+                    fake.stats["html_replies"] += 1
+                return self._send(200, {"_html": True})
             if path == "/v1/chat/completions":
                 try:
                     body = json.loads(raw)
@@ -572,6 +605,10 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             path = self.path.split("?")[0]
+            if fake.html and path != "/_stats":
+                with fake._lock:
+                    fake.stats["html_replies"] += 1
+                return self._send(200, {"_html": True})
             if path == "/_stats":  # not OpenAI: lets a test read a server process's counters
                 with fake._lock:
                     snapshot = dict(fake.stats)
@@ -667,6 +704,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--failure-kinds", default="500,invalid_json", help="comma-separated shorthands")
     ap.add_argument("--batch-delay", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cut-every", type=int, default=0)
+    ap.add_argument("--html", action="store_true")
     args = ap.parse_args(argv)
     fake = FakeOpenAI(
         port=args.port,
@@ -680,6 +719,8 @@ def main(argv: list[str] | None = None) -> int:
         failure_kinds=tuple(args.failure_kinds.split(",")),
         batch_delay=args.batch_delay,
         seed=args.seed,
+        cut_every=args.cut_every,
+        html=args.html,
     )
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -21,7 +21,9 @@ It speaks the part of the protocol those clients use (huggingface_hub 2.x with
 
 Repos live in memory with their full commit history; a commit is all or nothing and is refused
 when it names an LFS object the server does not hold, so a push whose upload failed leaves the
-branch where it was. `fail_lfs_uploads(after=n)` makes every LFS upload after the n-th fail.
+branch where it was. `fail_lfs_uploads(after=n)` makes every LFS upload after the n-th fail;
+`fail_requests(status)` answers every request (or those whose path matches) with an error or,
+with `html=True`, with a web page, like a dead or wrong HF_ENDPOINT would.
 Errors carry `X-Error-Code` / `X-Error-Message` the way the real Hub does, because the client
 maps them to its exception classes.
 """
@@ -133,6 +135,7 @@ class HubServer:
         self._fail_after: int | None = None
         self._fail_status = 403
         self._uploads_ok = 0
+        self._fault: tuple[int, bool, re.Pattern[str] | None, int | None] | None = None
         self._counter = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -199,6 +202,23 @@ class HubServer:
         with self.lock:
             self._fail_after, self._fail_status = after, status
             self._uploads_ok = 0
+
+    def fail_requests(
+        self,
+        status: int | None = 500,
+        *,
+        html: bool = False,
+        match: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        """Answer every request whose path matches the regex `match` (default: all) with `status`
+        (None: heal): a Hub-style JSON error, or with `html=True` a web page (what a proxy or a
+        wrong HF_ENDPOINT sends). `retry_after` adds a `Retry-After` header, which the client's
+        retries of 5xx honour (0 keeps tests fast)."""
+        with self.lock:
+            self._fault = (
+                None if status is None else (status, html, re.compile(match) if match else None, retry_after)
+            )
 
     def repo(self, repo_id: str, repo_type: str = "dataset") -> Repo:
         return self.repos[(repo_type, repo_id)]
@@ -288,8 +308,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj).encode(), headers)
 
-    def _error(self, err: HttpError) -> None:
-        headers = {"X-Error-Message": err.message}
+    def _error(self, err: HttpError, extra: dict[str, str] | None = None) -> None:
+        headers = {"X-Error-Message": err.message, **(extra or {})}
         if err.code:
             headers["X-Error-Code"] = err.code
         self._send(
@@ -331,6 +351,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.body = self._read_body()
         url = urlsplit(self.path)
         self.query = parse_qs(url.query)
+        fault = self.hub._fault
+        if fault is not None and (fault[2] is None or fault[2].search(url.path)):
+            status, html, _, retry_after = fault
+            headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+            if html:
+                page = f"<!DOCTYPE html><html><body><h1>{status}</h1><p>Welcome to nginx!</p></body></html>"
+                return self._send(status, page.encode(), {"Content-Type": "text/html", **headers})
+            reason = "Internal Error - We're working hard to fix this as soon as possible!"
+            return self._error(HttpError(status, reason if status >= 500 else "Not Found"), headers)
         try:
             with self.hub.lock:
                 self._route(url.path)

@@ -14,9 +14,9 @@ from taskdecomp.dataset_builder.backend import GenerationRequest
 from taskdecomp.dataset_builder.batch import BatchRunner
 from taskdecomp.dataset_builder.openai_backend import OpenAIBackend
 from taskdecomp.dataset_builder.pricing import cost
-from taskdecomp.dataset_builder.taxonomy import CELLS
 from taskdecomp.errors import BackendError
 from taskdecomp.schema import make_row, schema_errors
+from taskdecomp.taxonomy import CELLS
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_openai import FakeOpenAI  # noqa: E402

@@ -13,10 +13,10 @@ import pytest
 from huggingface_hub import DatasetCard
 from matplotlib import image as mpimg
 
-from taskdecomp.dataset_builder.output import coverage_table
 from taskdecomp.errors import InputError
-from taskdecomp.loader_script.card import write_dataset_card
+from taskdecomp.loader_script.dataset_card import write_dataset_card
 from taskdecomp.loader_script.features import ALPACA_COLUMNS
+from taskdecomp.stats import coverage_table
 
 from dataset_fixture import build_fixture
 from hub_server import HubServer

@@ -119,7 +119,7 @@ def test_cli_with_the_real_tiny_model(tmp_path_factory, capsys, monkeypatch):
     assert rc == (1 if any("error" in line for line in lines) else 0)
     assert "no --adapter" in err  # the low-quality warning
 
-    rc = decompose_main([TASK, "--json", "--dry-run", *args])
+    rc = decompose_main([TASK, "--json", "--run", "--dry-run", *args])
     out, err = capsys.readouterr()
     if rc == 0:
         row = json.loads(out)

@@ -198,3 +198,42 @@ def test_openai_text_handler_server_error_says_where_and_what_to_do():
 def test_openai_text_handler_needs_a_key_for_the_openai_api():
     with pytest.raises(AuthError, match="OPENAI_API_KEY"):
         OpenAITextHandler()
+
+
+class _KeepsClients(OpenAITextHandler):
+    """The real handler; only remembers each client it made, to ask it afterwards."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.clients: list = []
+
+    def _get_client(self):
+        client = super()._get_client()
+        if not self.clients or self.clients[-1] is not client:
+            self.clients.append(client)
+        return client
+
+
+def test_openai_text_handler_client_is_closed_when_each_run_ends():
+    # Every plan.run() runs a fresh event loop, and the client's connection pool belongs to it:
+    # a client left open leaks its connections (one per run) until the process exits.
+    plan = make_plan({1: (), 2: (1,)})
+    with FakeOpenAI() as fake:
+        fake.script(
+            {"content": "A draft."}, {"content": "Final."}, {"content": "Again."}, {"content": "Done."}
+        )
+        handler = _KeepsClients(base_url=fake.base_url, model="fake-model")
+        first = plan.run({"text": handler})
+        second = plan.run({"text": handler})  # still usable after the close: a new client
+    assert first.ok and second.ok, (first.errors, second.errors)
+    assert len(handler.clients) == 2
+    assert all(client.is_closed() for client in handler.clients)
+
+
+def test_a_failing_close_does_not_fail_the_run():
+    class BadClose(Recorder):
+        async def aclose(self) -> None:
+            raise RuntimeError("close broke")
+
+    result = make_plan({1: ()}).run({"text": BadClose()})
+    assert result.ok

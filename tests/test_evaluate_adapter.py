@@ -42,7 +42,7 @@ def model_cache(tmp_path_factory) -> Path:
 def random_adapter(tmp_path_factory, model_cache) -> Path:
     from peft import LoraConfig, get_peft_model
 
-    from taskdecomp.trainer.models import load_base_model
+    from taskdecomp.models import load_base_model
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TASKDECOMP_MODEL_CACHE", str(model_cache))
@@ -111,6 +111,9 @@ def test_adapter_for_another_base(capsys, dataset, tmp_path):
     (adapter / "adapter_config.json").write_text(
         json.dumps({"base_model_name_or_path": "HuggingFaceTB/SmolLM2-360M-Instruct", "peft_type": "LORA"})
     )
+    (adapter / "adapter_model.safetensors").write_bytes(
+        b""
+    )  # a finished run's folder: the base is what differs
     rc, _, err = run(
         capsys, "--adapter", str(adapter), "--dataset", str(dataset), "--base", "smollm2-135m-gguf"
     )

@@ -7,7 +7,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import httpx2
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi, HfFileSystem, hf_hub_download
 from huggingface_hub.errors import (
@@ -16,10 +15,17 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import get_session
 
 from hub_server import DEFAULT_TOKEN, HubServer
 
 REPO = "alice/demo"
+
+
+def http():
+    """The HTTP client huggingface_hub itself uses (its public `get_session`): raw requests
+    without depending on which HTTP library it is built on."""
+    return get_session()
 
 
 @pytest.fixture
@@ -96,7 +102,7 @@ def test_download_and_range_reads(hub, api, tmp_path) -> None:
         fh.seek(300)
         assert fh.read(10) == bytes(range(44, 54))
     assert any(status == 206 for _, _, status in hub.requests)
-    resp = httpx2.get(
+    resp = http().get(
         f"{hub.endpoint}/datasets/{REPO}/resolve/main/data/big.parquet", headers={"Range": "bytes=-4"}
     )
     assert resp.status_code == 206 and resp.content == bytes(range(252, 256))
@@ -151,7 +157,7 @@ def test_commit_naming_a_missing_lfs_object_is_refused(hub, api, tmp_path) -> No
             },
         )
     )
-    resp = httpx2.post(
+    resp = http().post(
         f"{hub.endpoint}/api/datasets/{REPO}/commit/main",
         content=body,
         headers={"Authorization": f"Bearer {DEFAULT_TOKEN}", "Content-Type": "application/x-ndjson"},
@@ -164,12 +170,20 @@ def test_lfs_upload_links_authorise_themselves_once(hub, api, tmp_path) -> None:
     api.create_repo(REPO, repo_type="dataset")
     data = b"payload" * 10
     oid = hashlib.sha256(data).hexdigest()
-    batch = httpx2.post(
-        f"{hub.endpoint}/datasets/{REPO}.git/info/lfs/objects/batch",
-        json={"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(data)}]},
-        headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"},
-    ).json()
+    batch = (
+        http()
+        .post(
+            f"{hub.endpoint}/datasets/{REPO}.git/info/lfs/objects/batch",
+            json={
+                "operation": "upload",
+                "transfers": ["basic"],
+                "objects": [{"oid": oid, "size": len(data)}],
+            },
+            headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"},
+        )
+        .json()
+    )
     href = batch["objects"][0]["actions"]["upload"]["href"]
-    assert httpx2.put(href, content=b"wrong").status_code == 400  # content must match the oid
-    assert httpx2.put(href, content=data).status_code == 200  # no Authorization header needed
-    assert httpx2.put(href, content=data).status_code == 403  # a link is good for one upload
+    assert http().put(href, content=b"wrong").status_code == 400  # content must match the oid
+    assert http().put(href, content=data).status_code == 200  # no Authorization header needed
+    assert http().put(href, content=data).status_code == 403  # a link is good for one upload

@@ -18,7 +18,7 @@ from rouge_score import rouge_scorer
 
 from taskdecomp.dataset_builder.import_cli import main
 from taskdecomp.dataset_builder.importer import discover, repair_output
-from taskdecomp.dataset_builder.rouge import rouge_l, rouge_tokens
+from taskdecomp.rouge import rouge_l, rouge_tokens
 from taskdecomp.schema import row_id, schema_errors
 
 from conftest import REFERENCE_DATA, reference_rows, subprocess_env

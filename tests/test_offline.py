@@ -14,9 +14,9 @@ import pytest
 
 from taskdecomp.dataset_builder.backend import Backend, GenerationRequest
 from taskdecomp.dataset_builder.offline import OfflineBackend, generate_rows, vocabulary
-from taskdecomp.dataset_builder.taxonomy import CELLS, MAX_STEPS, Cell
-from taskdecomp.dataset_builder.validate import validate_row
 from taskdecomp.schema import classify_structure, make_row, schema_errors
+from taskdecomp.taxonomy import CELLS, MAX_STEPS, Cell
+from taskdecomp.validation import validate_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from offline_backend import distinct_n, offline_sample  # noqa: E402
@@ -140,7 +140,7 @@ def test_deterministic_per_seed_and_seeds_differ():
 def test_same_rows_in_a_fresh_process_with_another_hash_seed():
     code = (
         "import json; from taskdecomp.dataset_builder.offline import generate_rows; "
-        "from taskdecomp.dataset_builder.taxonomy import CELLS; "
+        "from taskdecomp.taxonomy import CELLS; "
         "print(json.dumps([generate_rows(c, 2, i) for i, c in enumerate(CELLS[:9])]))"
     )
     outs = [

@@ -22,9 +22,9 @@ from taskdecomp.dataset_builder.openai_backend import (
 )
 from taskdecomp.dataset_builder.pricing import cost, load_prices, price_for
 from taskdecomp.dataset_builder.retry import InvalidReply
-from taskdecomp.dataset_builder.taxonomy import Cell
 from taskdecomp.errors import AuthError, BackendError, ConfigError
 from taskdecomp.schema import make_row, schema_errors
+from taskdecomp.taxonomy import Cell
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import free_port  # noqa: E402

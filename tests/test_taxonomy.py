@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from taskdecomp.dataset_builder.sampler import cell_weights, load_weights, plan_quotas
-from taskdecomp.dataset_builder.taxonomy import CELLS, COMBINATION_KEYS, COMBINATIONS, Cell
 from taskdecomp.errors import ConfigError
+from taskdecomp.taxonomy import CELLS, COMBINATION_KEYS, COMBINATIONS, Cell
 
 REPO = Path(__file__).resolve().parents[1]
 

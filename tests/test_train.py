@@ -23,8 +23,8 @@ def trained(tmp_path_factory, request):
     import bitsandbytes.nn.modules as bnb_modules
 
     request.getfixturevalue("model_cache")
-    from taskdecomp.trainer.config import TrainConfig
     from taskdecomp.trainer.train import train
+    from taskdecomp.trainer.train_config import TrainConfig
 
     root = tmp_path_factory.mktemp("trained")
     data = make_dataset(root / "ds")
@@ -82,11 +82,11 @@ def test_loss_falls_and_keeps_falling_after_eval(trained):
 def test_adapter_loads_and_changes_the_model(trained):
     import torch
 
+    from taskdecomp.models import load_adapter
     from taskdecomp.promptfmt import to_prompt_completion
-    from taskdecomp.trainer.models import load_adapter
 
     out, data = trained
-    from taskdecomp.dataset_builder.output import read_rows
+    from taskdecomp.loader_script.features import read_rows
 
     row = read_rows(data)["train"][0]
     model, tok = load_adapter(str(out))
@@ -118,7 +118,7 @@ def test_adapter_loads_and_changes_the_model(trained):
 def test_card_renders_and_parses(trained):
     from huggingface_hub import ModelCard
 
-    from taskdecomp.trainer.card import write_model_card
+    from taskdecomp.model_card import write_model_card
 
     out, _ = trained
     card = ModelCard.load(out / "README.md")
@@ -147,12 +147,12 @@ def test_collated_labels_are_the_completions_with_eos(tmp_path):
     from trl import SFTTrainer
 
     from taskdecomp.config import parse_config
-    from taskdecomp.dataset_builder.output import read_rows
+    from taskdecomp.loader_script.features import read_rows
+    from taskdecomp.models import load_base_model
     from taskdecomp.trainer.cli import load_recipe
-    from taskdecomp.trainer.config import TrainConfig
     from taskdecomp.trainer.data import load_splits
-    from taskdecomp.trainer.models import load_base_model
     from taskdecomp.trainer.train import lora_config, sft_config
+    from taskdecomp.trainer.train_config import TrainConfig
 
     data = make_dataset(tmp_path / "ds")
     cfg = parse_config(TrainConfig, ["--dataset", str(data)], prog="t", base=load_recipe("smollm2-135m-cpu"))

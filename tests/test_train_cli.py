@@ -82,7 +82,7 @@ def test_output_dir_of_something_else(tmp_path, capsys):
 def test_recipes_ship_and_parse():
     from taskdecomp.config import parse_config
     from taskdecomp.trainer.cli import load_recipe, recipe_names
-    from taskdecomp.trainer.config import TrainConfig
+    from taskdecomp.trainer.train_config import TrainConfig
 
     assert {"smollm2-135m-cpu", "mistral-7b-qlora"} <= set(recipe_names())
     gpu = parse_config(TrainConfig, ["--max-steps", "7"], prog="t", base=load_recipe("mistral-7b-qlora"))
@@ -96,8 +96,8 @@ def test_fallback_chat_template_and_pad():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
+    from taskdecomp.models import _ensure_pad_and_template
     from taskdecomp.promptfmt import to_prompt_completion
-    from taskdecomp.trainer.models import _ensure_pad_and_template
 
     vocab = {
         "<unk>": 0,
@@ -123,13 +123,14 @@ def test_output_dir_of_another_run(tmp_path, capsys):
     """A folder holding a run: a different config is refused, the same one needs --resume."""
     from taskdecomp.config import parse_config
     from taskdecomp.trainer.cli import load_recipe
-    from taskdecomp.trainer.config import TrainConfig
     from taskdecomp.trainer.train import _save_config
+    from taskdecomp.trainer.train_config import TrainConfig
 
     out = tmp_path / "out"
     out.mkdir()
     argv = ["--dataset", "x", "--recipe", "smollm2-135m-cpu", "--output-dir", str(out), "--max-steps", "9"]
     _save_config(parse_config(TrainConfig, argv, prog="t", base=load_recipe("smollm2-135m-cpu")), out)
+    (out / "checkpoint-3").mkdir()  # a finished step (a folder without one is taken over)
     # --quiet is not part of the run: only the field that changes training is named
     code, err = _run([*argv, "--learning-rate", "0.01", "--quiet"], capsys)
     assert code == 2 and "holds a different run (differs in: learning_rate)" in err, err

@@ -21,7 +21,7 @@ def test_eval_repack_breaks_gradients_and_the_fix_restores_them(tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from taskdecomp.trainer.models import bnb_config, keep_reference_cpu_kernels
+    from taskdecomp.models import bnb_config, keep_reference_cpu_kernels
 
     # A small random Llama, quantised by the real transformers/bitsandbytes path (NF4 + double quant).
     torch.manual_seed(0)

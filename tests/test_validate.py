@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from taskdecomp.dataset_builder.taxonomy import Cell
-from taskdecomp.dataset_builder.validate import REASON_CODES, reason_code, validate_row
 from taskdecomp.schema import make_row, parse_output, render_output, row_id
+from taskdecomp.taxonomy import Cell
+from taskdecomp.validation import REASON_CODES, reason_code, validate_row
 
 from conftest import reference_rows
 

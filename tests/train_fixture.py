@@ -10,8 +10,8 @@ import pytest
 
 from taskdecomp.dataset_builder.offline import generate_rows
 from taskdecomp.dataset_builder.output import write_splits
-from taskdecomp.dataset_builder.taxonomy import CELLS
 from taskdecomp.schema import make_row
+from taskdecomp.taxonomy import CELLS
 
 TRAIN_ROWS, TEST_ROWS = 4, 1
 

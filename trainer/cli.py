@@ -18,9 +18,9 @@ from taskdecomp.config import load_yaml, parse_config
 from taskdecomp.errors import ConfigError
 from taskdecomp.reporter import Reporter
 
-from .config import TrainConfig
+from .train_config import TrainConfig
 
-__all__ = ["main", "recipe_names", "load_recipe", "default_recipe"]
+__all__ = ["main", "recipe_names", "load_recipe", "default_recipe", "quiet_libraries"]
 
 PROG = "train-adapter"
 
@@ -29,7 +29,7 @@ def recipe_names() -> list[str]:
     return sorted(
         p.name[: -len(".yaml")]
         for p in resources.files("taskdecomp.recipes").iterdir()
-        if p.name.endswith(".yaml") and not p.name.startswith("accelerate_")
+        if p.name.endswith(".yaml") and not p.name.startswith(("accelerate_", "quotas."))  # not recipes
     )
 
 
@@ -52,12 +52,42 @@ def load_recipe(spec: str) -> dict[str, Any]:
     return values
 
 
+def quiet_libraries(quiet: bool) -> None:
+    """The libraries' own output, which would break "one line on error" and `--quiet`.
+
+    datasets' progress bars are always off (the reporter says what was loaded); FutureWarnings
+    are addressed to this toolkit's developers, not its users. `--quiet` also silences
+    transformers/huggingface_hub logging and bars (the Trainer's metric dicts: see train.py).
+    """
+    import warnings
+
+    import datasets
+
+    datasets.disable_progress_bars()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    if quiet:
+        import logging
+
+        import transformers
+        from huggingface_hub.utils import disable_progress_bars
+
+        datasets.logging.set_verbosity_error()
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+        disable_progress_bars()
+        # e.g. "Failed to load CPU gemm_4bit_forward from kernels-community": a path we switch off
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
 @entrypoint(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--recipe", default=None)
+    pre.add_argument("-h", "--help", action="store_true")
     known, _ = pre.parse_known_args(argv)
-    recipe = load_recipe(known.recipe or default_recipe())
+    # choosing the default recipe asks torch for a GPU (~1.5 s to import): --help shows the CPU
+    # recipe's defaults instead, and says so in the --recipe help
+    recipe = load_recipe(known.recipe or ("smollm2-135m-cpu" if known.help else default_recipe()))
     cfg = parse_config(
         TrainConfig,
         argv,
@@ -65,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="QLoRA-tune an adapter on a task-decomposition dataset with TRL's SFTTrainer.",
         base=recipe,
     )
+    quiet_libraries(cfg.quiet)
     from .train import train
 
     train(cfg, Reporter(quiet=cfg.quiet))
@@ -72,4 +103,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(None))

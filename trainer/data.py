@@ -12,21 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from taskdecomp.errors import InputError
+from taskdecomp.model_card import looks_like_path
 from taskdecomp.promptfmt import to_prompt_completion
 
-__all__ = ["REQUIRED_COLUMNS", "load_splits", "dataset_repo_id"]
+__all__ = ["REQUIRED_COLUMNS", "load_splits"]
 
 REQUIRED_COLUMNS = ("instruction", "output")
 EVAL_SPLITS = ("test", "validation")
-
-
-def _looks_like_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~")) or spec.count("/") != 1 or Path(spec).suffix != ""
-
-
-def dataset_repo_id(spec: str) -> str | None:
-    """The Hub repo id when the dataset came from the Hub (for the card's `datasets:`)."""
-    return None if Path(spec).expanduser().exists() or _looks_like_path(spec) else spec
 
 
 def _load(spec: str) -> Any:
@@ -35,7 +27,7 @@ def _load(spec: str) -> Any:
     path = Path(spec).expanduser()
     if not spec:
         raise InputError("no dataset given: pass --dataset PATH (a build-dataset folder) or USER/NAME")
-    if not path.exists() and _looks_like_path(spec):
+    if not path.exists() and looks_like_path(spec):
         raise InputError(f"dataset {spec} not found: pass a build-dataset output folder or a Hub repo id")
     if path.is_file():
         raise InputError(f"dataset {spec} is a file: pass the build-dataset output folder that holds data/")
@@ -47,9 +39,39 @@ def _load(spec: str) -> Any:
         raise InputError(f"cannot read dataset {spec}: {str(exc).splitlines()[0]}") from None
 
 
-def _prepare(split: Any, limit: int) -> Any:
+def _check_values(split: Any, spec: str, name: str) -> None:
+    """Every row needs a non-empty string instruction and output (and a string or null input).
+
+    A card whose `dataset_info` declares a column its Parquet lacks loads fine (the column comes
+    back all null), and a null or non-string value would only fail inside TRL's chat template,
+    after the model has loaded: check here, before anything slow.
+    """
+    fix = "fix or rebuild the dataset with build-dataset/import-dataset"
+    for column in (*REQUIRED_COLUMNS, "input"):
+        if column not in split.column_names:
+            continue
+        values = list(split[column])
+        if column in REQUIRED_COLUMNS and values and all(v is None for v in values):
+            raise InputError(
+                f"dataset {spec}: column '{column}' is null in every {name} row "
+                f"(its card declares the column but the Parquet lacks it); {fix}"
+            )
+        for i, value in enumerate(values):
+            if column == "input" and value is None:
+                continue
+            if not isinstance(value, str):
+                what = "a null" if value is None else f"a non-string ({type(value).__name__})"
+            elif column != "input" and not value.strip():
+                what = "an empty"
+            else:
+                continue
+            raise InputError(f"dataset {spec}: {name} row {i} has {what} '{column}'; {fix}")
+
+
+def _prepare(split: Any, limit: int, spec: str, name: str) -> Any:
     if limit and len(split) > limit:
         split = split.select(range(limit))
+    _check_values(split, spec, name)
     return split.map(to_prompt_completion, remove_columns=split.column_names)
 
 
@@ -66,7 +88,7 @@ def load_splits(spec: str, *, max_train_rows: int = 0, max_eval_rows: int = 0) -
         )
     if len(dd["train"]) == 0:
         raise InputError(f"dataset {spec} has an empty train split")
-    train = _prepare(dd["train"], max_train_rows)
+    train = _prepare(dd["train"], max_train_rows, spec, "train")
     name = next((s for s in EVAL_SPLITS if s in dd and len(dd[s])), None)
-    evaluation = _prepare(dd[name], max_eval_rows) if name else None
+    evaluation = _prepare(dd[name], max_eval_rows, spec, name) if name else None
     return train, evaluation

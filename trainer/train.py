@@ -22,29 +22,12 @@ import yaml
 from taskdecomp.config import to_dict
 from taskdecomp.errors import ConfigError
 from taskdecomp.files import atomic_write_json, atomic_write_text
+from taskdecomp.models import keep_reference_cpu_kernels, load_base_model
 from taskdecomp.reporter import Reporter
 
-from .config import RUN_ONLY_FIELDS, TrainConfig, fingerprint
-from .models import keep_reference_cpu_kernels, load_base_model
+from .train_config import CONFIG_FILE, LOG_FILE, RUN_ONLY_FIELDS, TrainConfig, fingerprint
 
-__all__ = ["train", "check_run", "sft_config", "lora_config", "LOG_FILE", "CONFIG_FILE", "PUSH_FILES"]
-
-LOG_FILE = "train_log.jsonl"
-CONFIG_FILE = "train_config.yaml"
-# What a finished run leaves in output_dir (and what --push uploads, when present).
-PUSH_FILES = (
-    "README.md",
-    "adapter_config.json",
-    "adapter_model.safetensors",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    CONFIG_FILE,
-    LOG_FILE,
-    "loss.png",
-)
-
+__all__ = ["train", "check_run", "sft_config", "lora_config"]
 
 # --- before anything slow ------------------------------------------------------------------
 
@@ -60,6 +43,20 @@ def _output_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.output_dir or f"adapters/{name}")
 
 
+def has_finished_step(out: Path) -> bool:
+    """Whether `out` holds something a run produced that is worth keeping: a checkpoint or an adapter."""
+    if (out / "adapter_model.safetensors").is_file():
+        return True
+    return any(p.is_dir() and p.name.startswith("checkpoint-") for p in out.iterdir())
+
+
+def _replaceable(cfg: TrainConfig, out: Path) -> bool:
+    """A train-adapter folder the new run starts over in (--overwrite, or no finished step)."""
+    if not (out / CONFIG_FILE).is_file():
+        return False
+    return cfg.overwrite or not has_finished_step(out)
+
+
 def check_run(cfg: TrainConfig) -> str | None:
     """Validate device and output folder; returns the checkpoint to resume from (or None).
 
@@ -67,9 +64,14 @@ def check_run(cfg: TrainConfig) -> str | None:
     unless --overwrite; --resume continues the same run from its last checkpoint.
     """
     if cfg.device == "cuda" and not _cuda():
+        cpu = "smollm2-135m-cpu"
+        advice = (
+            "drop --device cuda (or pass --device auto) to train on the CPU"
+            if cfg.recipe == cpu
+            else f"on this machine use --recipe {cpu}"
+        )
         raise ConfigError(
-            f"recipe '{cfg.recipe or cfg.base_model}' needs a CUDA GPU and none is visible; "
-            "on this machine use --recipe smollm2-135m-cpu"
+            f"recipe '{cfg.recipe or cfg.base_model}' is set to --device cuda and no CUDA GPU is visible; {advice}"
         )
     out = _output_dir(cfg)
     if out.exists() and not out.is_dir():
@@ -87,7 +89,11 @@ def check_run(cfg: TrainConfig) -> str | None:
         raise ConfigError(
             f"output dir {out} is not empty and holds no train-adapter run; pass another --output-dir"
         )
-    saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+    if not has_finished_step(out):
+        # A run that died before its first checkpoint (e.g. on bad data inside TRL) left only its
+        # config and log: nothing to resume or protect, so the corrected re-run takes it over.
+        return None  # cleared by train() once the dataset has loaded
+    saved = to_dict(TrainConfig.from_yaml(saved_path))
     mine = to_dict(cfg)
     if fingerprint(saved) != fingerprint(mine):
         # name only what the fingerprint compares (not e.g. output_dir or quiet)
@@ -110,13 +116,12 @@ def check_run(cfg: TrainConfig) -> str | None:
 def _check_push(cfg: TrainConfig) -> str | None:
     if not cfg.push:
         return None
-    from taskdecomp.hub import push as hub_push
+    from taskdecomp.hub import check_write_access, resolve_token, validate_repo_id
 
-    hub_push.validate_repo_id(cfg.repo_id)
-    return hub_push.resolve_token()  # AuthError (exit 2) before any training
-
-
-# --- TRL / PEFT configs --------------------------------------------------------------------
+    validate_repo_id(cfg.repo_id)
+    token = resolve_token()  # AuthError (exit 2) before any training
+    check_write_access(cfg.repo_id, token)
+    return token
 
 
 def _linear_names(model: Any) -> list[str]:
@@ -171,7 +176,7 @@ def sft_config(cfg: TrainConfig, out: Path, *, has_eval: bool) -> Any:
     import torch
     from trl import SFTConfig
 
-    from .models import _torch_dtype
+    from taskdecomp.models import _torch_dtype
 
     compute = _torch_dtype(cfg.dtype)
     evaluate_steps = has_eval and cfg.eval_steps > 0
@@ -258,6 +263,49 @@ def _truncate_log(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
 
+# --- what TRL will train on ----------------------------------------------------------------
+
+
+def check_learnable(dataset: Any, name: str, n_rows: int, cfg: TrainConfig, reporter: Reporter) -> None:
+    """`ConfigError` when a batch row of TRL's prepared `dataset` has no token to learn from.
+
+    Labels are -100 outside the completion. When `max_length` is shorter than a prompt, the
+    truncation cuts the whole completion off: unpacked, TRL silently drops the example; packed
+    (bfd), the row stays with every label masked, and the run logs loss 0, grad_norm 0 and
+    eval_loss 0 while learning nothing. Counted per example (packed rows carry `seq_lengths`).
+    """
+    if dataset is None:
+        return
+    hint = f"raise --max-length (now {cfg.max_length}) above the prompt length"
+    if len(dataset) == 0:
+        raise ConfigError(
+            f"max-length {cfg.max_length} leaves no {name} example with a completion token; {hint}"
+        )
+    columns = dataset.column_names
+    labels = dataset["labels"]
+    lengths = dataset["seq_lengths"] if "seq_lengths" in columns else [[len(row)] for row in labels]
+    empty_rows = cut = examples = 0
+    for row, seqs in zip(labels, lengths, strict=True):
+        if all(t == -100 for t in row):
+            empty_rows += 1
+        start = 0
+        for n in seqs:
+            examples += 1
+            cut += all(t == -100 for t in row[start : start + n])
+            start += n
+    cut += max(0, n_rows - examples)  # unpacked: the examples TRL dropped
+    if empty_rows:
+        raise ConfigError(
+            f"{empty_rows} of {len(dataset)} {name} batch rows have nothing to learn: max-length "
+            f"{cfg.max_length} cuts the whole completion off {cut} of {n_rows} {name} examples; {hint}"
+        )
+    if cut:
+        reporter.warn(
+            f"max-length {cfg.max_length} cuts the whole completion off {cut} of {n_rows} {name} examples "
+            "(they teach nothing); raise --max-length to use them"
+        )
+
+
 # --- the run -------------------------------------------------------------------------------
 
 
@@ -269,7 +317,7 @@ def _save_config(cfg: TrainConfig, out: Path) -> None:
 
 def _portable_adapter_config(out: Path, base: str) -> None:
     """adapter_config.json names the Hub model (not the local GGUF conversion cache)."""
-    from .models import hub_id_for
+    from taskdecomp.models import hub_id_for
 
     path = out / "adapter_config.json"
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -299,7 +347,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None) -> Path:
         f"dataset {cfg.dataset}: {len(train_ds)} train / {len(eval_ds) if eval_ds is not None else 0} eval rows"
     )
     if state.is_main_process:
-        if cfg.overwrite and out.is_dir():
+        if out.is_dir() and _replaceable(cfg, out):
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
         _save_config(cfg, out)
@@ -325,6 +373,13 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None) -> Path:
         peft_config=lora_config(cfg, model),
         callbacks=_callbacks(out, reporter, resume_step, cfg.max_steps),
     )
+    if cfg.quiet:  # with disable_tqdm, the Trainer prints every log dict to stdout
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    # before the first step: a run that cannot learn would otherwise "train" with loss 0
+    check_learnable(trainer.train_dataset, "train", len(train_ds), cfg, reporter)
+    check_learnable(trainer.eval_dataset, "eval", len(eval_ds) if eval_ds is not None else 0, cfg, reporter)
     if resume_from:
         reporter.info(f"resuming from {resume_from}")
     elif state.is_main_process:
@@ -341,13 +396,17 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None) -> Path:
     trainer.save_model(str(out))
     if state.is_main_process:
         _portable_adapter_config(out, cfg.base_model)
-        from .card import plot_loss, write_model_card
+        from taskdecomp.model_card import write_model_card
+
+        from .loss_plot import plot_loss
 
         plot_loss(out)
-        write_model_card(out)
+        from taskdecomp.hub import published_repo_id
+
+        write_model_card(out, dataset_repo=published_repo_id(cfg.dataset))
         reporter.result(f"adapter written to {out}")
         if cfg.push and token:
-            from .push import push_adapter
+            from .upload import push_adapter
 
             url = push_adapter(out, cfg.repo_id, token=token, private=cfg.private, reporter=reporter)
             reporter.result(f"pushed to {url}")

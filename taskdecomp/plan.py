@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from taskdecomp import dispatch
+from taskdecomp.dispatch import HandlerRegistry, RunResult
 from taskdecomp.errors import InputError, TaskDecompError
 from taskdecomp.schema import make_row, parse_output, render_output
-
-if TYPE_CHECKING:
-    from taskdecomp.planner.dispatch import HandlerRegistry, RunResult
+from taskdecomp.validation import validate_row
 
 __all__ = [
     "Step",
@@ -121,17 +121,13 @@ class Plan:
     def run(
         self, handlers: HandlerRegistry | Mapping[str, Any] | None = None, *, max_concurrency: int = 4
     ) -> RunResult:
-        """Execute the steps (see `taskdecomp.planner.dispatch.run`)."""
-        from taskdecomp.planner.dispatch import run
-
-        return run(self, handlers, max_concurrency=max_concurrency)
+        """Execute the steps (see `taskdecomp.dispatch.run`)."""
+        return dispatch.run(self, handlers, max_concurrency=max_concurrency)
 
     async def arun(
         self, handlers: HandlerRegistry | Mapping[str, Any] | None = None, *, max_concurrency: int = 4
     ) -> RunResult:
-        from taskdecomp.planner.dispatch import arun
-
-        return await arun(self, handlers, max_concurrency=max_concurrency)
+        return await dispatch.arun(self, handlers, max_concurrency=max_concurrency)
 
 
 def check_task(task: str) -> str:
@@ -156,8 +152,6 @@ def plan_errors(row: dict[str, Any]) -> list[str]:
     """Why a row built from model output is not an acceptable plan (empty: it is): the dataset
     builder's row validator (schema, step numbering, dependencies only on earlier steps,
     duplicate/boilerplate steps), less the reasons about the user's own text."""
-    from taskdecomp.dataset_builder.validate import validate_row
-
     return [r for r in validate_row(row) if not _USER_TEXT.match(r)]
 
 

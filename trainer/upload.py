@@ -10,6 +10,8 @@ from pathlib import Path
 
 from taskdecomp.reporter import Reporter
 
+from .train_config import PUSH_FILES
+
 __all__ = ["push_adapter"]
 
 
@@ -17,9 +19,7 @@ def push_adapter(
     output_dir: Path, repo_id: str, *, token: str, private: bool = False, reporter: Reporter | None = None
 ) -> str:
     """Upload a finished train-adapter folder to the model repo `repo_id`; returns the commit URL."""
-    from taskdecomp.hub.push import push_files
-
-    from .train import PUSH_FILES
+    from taskdecomp.hub import push_files
 
     out = Path(output_dir)
     files = {name: out / name for name in PUSH_FILES if (out / name).is_file()}

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,13 @@ __all__ = [
     "bnb_config",
     "keep_reference_cpu_kernels",
     "model_cache_root",
+    "load_model",
+    "check_base",
+    "adapter_config",
+    "check_local_adapter",
+    "saved_base",
+    "read_train_config",
+    "SavedBase",
 ]
 
 SMOLLM2_ALIAS = "smollm2-135m-gguf"
@@ -202,7 +210,7 @@ def keep_reference_cpu_kernels(model: Any) -> int:
     for module in model.modules():
         if isinstance(module, bnb.nn.Linear4bit):
             module.support_avx512bf16_for_cpu = False
-            weight = module.weight
+            weight: Any = module.weight  # a bnb Params4bit (typed as a plain Tensor)
             state = getattr(weight, "quant_state", None)
             if state is not None and getattr(state, "packing_format_for_cpu", False):
                 weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(weight.data, state)
@@ -225,6 +233,7 @@ def load_base_model(
     device_map = device_map if device_map is not None else _default_device_map(quantize_4bit)
     if device_map is not None:
         kwargs["device_map"] = device_map
+    model: Any
     try:
         tokenizer = load_tokenizer(path)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -247,35 +256,102 @@ def load_base_model(
 # --- adapters ------------------------------------------------------------------------------
 
 
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+TRAIN_CONFIG = "train_config.yaml"  # written by train-adapter (trainer/train_config.py CONFIG_FILE)
+
+
+def adapter_config(folder: Path) -> dict[str, Any]:
+    """`adapter_config.json` as a dict; `InputError` naming the file when it is not a JSON object."""
+    path = Path(folder) / ADAPTER_CONFIG
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise InputError(
+            f"{path} is not valid JSON ({reason}); restore it or re-run train-adapter into a new folder"
+        ) from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} is not a JSON object; restore it or re-run train-adapter into a new folder")
+    return data
+
+
+def _check_adapter_folder(folder: Path, what: str) -> Path:
+    """A readable adapter config and its weights, so PEFT never mistakes the folder for a Hub id."""
+    if not (folder / ADAPTER_CONFIG).is_file():
+        raise InputError(f"{what} has no {ADAPTER_CONFIG}; pass the output folder of train-adapter")
+    adapter_config(folder)
+    if not any((folder / name).is_file() for name in ADAPTER_WEIGHTS):
+        raise InputError(
+            f"{what} has {ADAPTER_CONFIG} but no adapter weights ({ADAPTER_WEIGHTS[0]}); "
+            "the training run did not finish: --resume it with train-adapter, or pass a finished adapter"
+        )
+    return folder
+
+
 def _adapter_dir(adapter: str) -> Path:
     p = Path(adapter)
     if p.is_dir():
-        if not (p / "adapter_config.json").is_file():
-            raise InputError(f"{p} has no adapter_config.json; pass the output folder of train-adapter")
-        return p
+        return _check_adapter_folder(p, str(p))
     if p.exists() or adapter.count("/") != 1 or adapter.startswith((".", "/")):
         raise InputError(f"adapter {adapter} not found; pass a train-adapter output folder or a Hub repo id")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
     try:
-        return Path(snapshot_download(adapter, repo_type="model"))
+        folder = Path(snapshot_download(adapter, repo_type="model"))
     except RepositoryNotFoundError:
         raise InputError(
             f"adapter repo {adapter} not found on the Hub (check the id and your token)"
         ) from None
     except (HfHubHTTPError, OSError) as exc:
         raise InputError(f"cannot download adapter {adapter}: {str(exc).splitlines()[0]}") from None
+    return _check_adapter_folder(folder, f"adapter repo {adapter}")
 
 
-def _saved_train_config(folder: Path) -> dict[str, Any]:
-    path = folder / "train_config.yaml"
+@dataclass(frozen=True)
+class SavedBase:
+    """The few `train_config.yaml` fields the core needs to rebuild an adapter's base model.
+
+    The core never imports the trainer (layer rule), so it reads just these, typed, instead of
+    the trainer's whole `TrainConfig`."""
+
+    base_model: str = ""
+    quantize_4bit: bool = False
+    dtype: str = "auto"
+
+
+def read_train_config(folder: Path) -> dict[str, Any] | None:
+    """`folder/train_config.yaml` as a mapping (None when absent; `InputError` when unreadable).
+
+    The trainer reads it back as its `TrainConfig` (trainer/train_config.py); the core cannot
+    import the trainer, so it takes the mapping and reads only the keys it needs."""
+    path = Path(folder) / TRAIN_CONFIG
     if not path.is_file():
-        return {}
+        return None
     import yaml
 
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return data if isinstance(data, dict) else {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise InputError(f"{path} is not valid YAML ({reason}); restore it from the training run") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path} is not a YAML mapping; restore it from the training run")
+    return data
+
+
+def saved_base(folder: Path) -> SavedBase:
+    """`SavedBase` from `folder/train_config.yaml` (defaults when there is none)."""
+    data = read_train_config(folder) or {}
+    dtype = data.get("dtype", "auto")
+    return SavedBase(
+        base_model=str(data.get("base_model") or ""),
+        quantize_4bit=bool(data.get("quantize_4bit", False)),
+        dtype=dtype if isinstance(dtype, str) else "auto",
+    )
 
 
 def load_adapter(adapter: str, *, quantize_4bit: bool | None = None) -> tuple[Any, Any]:
@@ -287,21 +363,70 @@ def load_adapter(adapter: str, *, quantize_4bit: bool | None = None) -> tuple[An
     from peft import PeftModel
 
     folder = _adapter_dir(adapter)
-    saved = _saved_train_config(folder)
-    base = saved.get("base_model")
+    saved = saved_base(folder)
+    base = saved.base_model
     if not base:
-        base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        named = adapter_config(folder).get("base_model_name_or_path")
+        base = str(named) if named else ""
         base = next((alias for alias, spec in ALIASES.items() if spec[2] == base), base)
     if not base:
         raise InputError(
             f"{adapter}: cannot tell the base model (no train_config.yaml, no base_model_name_or_path)"
         )
-    q4 = bool(saved.get("quantize_4bit", False)) if quantize_4bit is None else quantize_4bit
-    model, tokenizer = load_base_model(base, quantize_4bit=q4, dtype=str(saved.get("dtype", "auto")))
+    q4 = saved.quantize_4bit if quantize_4bit is None else quantize_4bit
+    model, tokenizer = load_base_model(base, quantize_4bit=q4, dtype=saved.dtype)
     if (folder / "tokenizer_config.json").is_file():
         tokenizer = load_tokenizer(str(folder))
         if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
             model.resize_token_embeddings(len(tokenizer))
     model = PeftModel.from_pretrained(model, str(folder))
     model.eval()
+    return model, tokenizer
+
+
+def _require_base(adapter: str, trained_on: str, expected: str | None) -> str:
+    """`trained_on`, or `InputError` when `expected` (an alias or Hub id) names another base."""
+    if expected and trained_on and hub_id_for(expected) != trained_on:
+        raise InputError(
+            f"adapter {adapter} was trained on {trained_on}, not on {hub_id_for(expected)}; "
+            "pass the matching --base or another adapter"
+        )
+    return trained_on
+
+
+def check_base(model: Any, expected: str | None, adapter: str) -> str:
+    """The adapter's base model id; `InputError` when `expected` names another one."""
+    trained_on = str(model.peft_config["default"].base_model_name_or_path or "")
+    return _require_base(adapter, trained_on, expected)
+
+
+def check_local_adapter(adapter: str) -> Path:
+    """A local adapter folder with a readable config and its weights (`InputError` otherwise):
+    callers run it before anything slow; a Hub id is checked once downloaded."""
+    return _adapter_dir(adapter)
+
+
+def _precheck_local_base(adapter: str, expected: str | None) -> None:
+    """Refuse a mismatched local adapter before spending time loading its base model."""
+    if not Path(adapter).is_dir():
+        return  # a Hub id: load_adapter checks it once downloaded
+    folder = check_local_adapter(adapter)
+    if expected:
+        trained_on = str(adapter_config(folder).get("base_model_name_or_path") or "")
+        _require_base(adapter, trained_on, expected)
+
+
+def load_model(
+    adapter: str, *, base: str | None = None, quantize_4bit: bool | None = None
+) -> tuple[Any, Any]:
+    _precheck_local_base(adapter, base)
+    try:
+        model, tokenizer = load_adapter(adapter, quantize_4bit=quantize_4bit)
+    except RuntimeError as exc:  # PEFT: "size mismatch for ... lora_A ..." on another architecture
+        if "size mismatch" in str(exc):
+            raise InputError(
+                f"adapter {adapter} does not fit its base model (weight shapes differ): it was made for another base"
+            ) from None
+        raise
+    check_base(model, base, adapter)
     return model, tokenizer

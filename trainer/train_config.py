@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from taskdecomp.errors import ConfigError
 
-__all__ = ["TrainConfig", "fingerprint", "RUN_ONLY_FIELDS"]
+__all__ = ["TrainConfig", "fingerprint", "RUN_ONLY_FIELDS", "LOG_FILE", "CONFIG_FILE", "PUSH_FILES"]
 
 # Fields that say where/how a run is driven, not what it trains: excluded from the fingerprint.
 RUN_ONLY_FIELDS = frozenset({"output_dir", "resume", "overwrite", "push", "repo_id", "private", "quiet"})
@@ -24,7 +25,12 @@ RUN_ONLY_FIELDS = frozenset({"output_dir", "resume", "overwrite", "push", "repo_
 class TrainConfig:
     # what to train on / from
     dataset: str = field(default="", metadata={"help": "built dataset folder or Hub dataset repo id"})
-    recipe: str = field(default="", metadata={"help": "recipe name or YAML file (read before other options)"})
+    recipe: str = field(
+        default="",
+        metadata={
+            "help": "recipe name or YAML file (read before other options; default: mistral-7b-qlora on a GPU, else smollm2-135m-cpu)"
+        },
+    )
     output_dir: str = field(default="", metadata={"help": "output folder (default: adapters/<recipe>)"})
     base_model: str = field(
         default="smollm2-135m-gguf", metadata={"help": "Hub id, local folder, or smollm2-135m-gguf"}
@@ -81,8 +87,16 @@ class TrainConfig:
     license: str = field(default="apache-2.0", metadata={"help": "license in the model card"})
     quiet: bool = field(default=False, metadata={"help": "print only errors and warnings"})
 
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """A saved `train_config.yaml` back as a `TrainConfig`: the same coercion and checks as
+        `--config FILE` (`ConfigError` naming the file on bad YAML, unknown keys, bad values)."""
+        from taskdecomp.config import parse_config
+
+        return parse_config(cls, ["--config", str(path)], prog="train-adapter")
+
     def __post_init__(self) -> None:
-        positive = ("lora_r", "lora_alpha", "max_steps", "per_device_train_batch_size")
+        positive: tuple[str, ...] = ("lora_r", "lora_alpha", "max_steps", "per_device_train_batch_size")
         positive += ("gradient_accumulation_steps", "max_length", "logging_steps", "save_steps")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -106,3 +120,20 @@ def fingerprint(values: dict[str, Any]) -> str:
     """Hash of the fields that define what is trained (not where it is written or pushed)."""
     kept = {k: v for k, v in sorted(values.items()) if k not in RUN_ONLY_FIELDS}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+LOG_FILE = "train_log.jsonl"
+CONFIG_FILE = "train_config.yaml"
+# What a finished run leaves in output_dir (and what --push uploads, when present).
+PUSH_FILES = (
+    "README.md",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    CONFIG_FILE,
+    LOG_FILE,
+    "loss.png",
+)

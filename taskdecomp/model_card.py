@@ -1,4 +1,4 @@
-"""The adapter's model card and loss plot, rendered from what the run left in its folder.
+"""The adapter's model card, rendered from what a train-adapter run left in its folder.
 
 `write_model_card(output_dir, eval_results)` re-renders README.md from `train_config.yaml` and
 `train_log.jsonl` (so evaluate-adapter can add its scores later) through `model_card.md.j2` and
@@ -11,15 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from taskdecomp.errors import InputError
-from taskdecomp.files import atomic_path, atomic_write_text
+from taskdecomp.files import atomic_write_text
+from taskdecomp.models import ALIASES, hub_id_for, read_train_config
 
-from .data import dataset_repo_id
-from .models import ALIASES, hub_id_for
-
-__all__ = ["write_model_card", "plot_loss", "read_log", "TEMPLATE"]
+__all__ = ["write_model_card", "read_log", "dataset_repo_id", "TEMPLATE"]
 
 TEMPLATE = Path(__file__).with_name("model_card.md.j2")
 HYPERPARAMETERS = (
@@ -30,40 +26,20 @@ HYPERPARAMETERS = (
 )  # fmt: skip
 
 
+def looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or spec.count("/") != 1 or Path(spec).suffix != ""
+
+
+def dataset_repo_id(spec: str) -> str | None:
+    """The Hub repo id when the dataset came from the Hub (for the card's `datasets:`)."""
+    return None if Path(spec).expanduser().exists() or looks_like_path(spec) else spec
+
+
 def read_log(output_dir: Path) -> list[dict[str, Any]]:
     path = Path(output_dir) / "train_log.jsonl"
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def plot_loss(output_dir: Path) -> Path:
-    """loss.png: training loss per logged step, eval loss where evaluated."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    log = read_log(output_dir)
-    train = [(r["step"], r["loss"]) for r in log if "loss" in r]
-    evals = [(r["step"], r["eval_loss"]) for r in log if "eval_loss" in r]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    if train:
-        ax.plot(*zip(*train, strict=True), label="train loss")
-    if evals:
-        ax.plot(*zip(*evals, strict=True), "o-", label="eval loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (completion tokens)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(output_dir) / "loss.png"
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
-    return path
 
 
 def _fmt(value: Any) -> str:
@@ -79,7 +55,9 @@ def _eval_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(m, _fmt(base.get(m, "—")), _fmt(adapter[m])) for m in adapter]
 
 
-def write_model_card(output_dir: Path, eval_results: dict[str, Any] | None = None) -> Path:
+def write_model_card(
+    output_dir: Path, eval_results: dict[str, Any] | None = None, *, dataset_repo: str | None = None
+) -> Path:
     """Render README.md for a train-adapter output folder; returns its path.
 
     `eval_results`: {"base": {metric: value}, "adapter": {metric: value}, "dataset": repo id or
@@ -88,12 +66,12 @@ def write_model_card(output_dir: Path, eval_results: dict[str, Any] | None = Non
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     out = Path(output_dir)
-    cfg_path = out / "train_config.yaml"
-    if not cfg_path.is_file():
+    cfg = read_train_config(out)
+    if cfg is None:
         raise InputError(f"{out} has no train_config.yaml; pass a train-adapter output folder")
-    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
     log = read_log(out)
-    dataset_repo = dataset_repo_id(str(cfg.get("dataset", "")))
+    # a local folder links its Hub repo when it has been published (the caller asks the Hub layer)
+    dataset_repo = dataset_repo or dataset_repo_id(str(cfg.get("dataset", "")))
     base_hub = hub_id_for(str(cfg.get("base_model", "")))
     model_name = cfg.get("repo_id") or out.name
     eval_results = eval_results or {}
@@ -123,7 +101,7 @@ def write_model_card(output_dir: Path, eval_results: dict[str, Any] | None = Non
     )
     train_losses = [r["loss"] for r in log if "loss" in r]
     eval_losses = [r["eval_loss"] for r in log if "eval_loss" in r]
-    summary = next((r for r in reversed(log) if "train_runtime" in r), {})
+    summary: dict[str, Any] = next((r for r in reversed(log) if "train_runtime" in r), {})
     first_n = next((r for r in log if "n_train" in r), {})
     card = ModelCard.from_template(
         data,

@@ -12,27 +12,37 @@ used as is:
 
     [project.entry-points."taskdecomp.handlers"]
     image = "my_package.handlers:ImageHandler"
+
+A handler may also have `async aclose()`: the synchronous `run` (which owns its event loop)
+calls it when the run ends, so clients and connection pools bound to that loop are closed
+with it. The handler must stay usable afterwards (reopen lazily on the next run). `arun` leaves
+that to its caller, who owns the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
 
 from taskdecomp.errors import ConfigError, InputError, redact
-from taskdecomp.planner.plan import Plan, Step
 from taskdecomp.schema import MODALITIES
+
+if TYPE_CHECKING:  # `plan` imports this module for Plan.run; at run time a plan is duck-typed here
+    from taskdecomp.plan import Plan, Step
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "DryRunHandler",
     "Handler",
     "HandlerRegistry",
     "StepResult",
     "RunResult",
+    "aclose_handlers",
     "arun",
     "run",
 ]
@@ -99,17 +109,34 @@ class HandlerRegistry:
     @classmethod
     def dry_run(cls, delay: float = 0.0) -> HandlerRegistry:
         """A `DryRunHandler` for every modality, sharing one schedule log (`.log`)."""
-        from taskdecomp.planner.handlers import DryRunHandler
-
         log: list[tuple[str, int, float]] = []
         registry = cls({m: DryRunHandler(log=log, delay=delay) for m in MODALITIES})
         registry.log = log
         return registry
 
 
+class DryRunHandler:
+    """Runs nothing: records when each step started/finished in `log` and returns a placeholder
+    naming the step and the inputs it would have received."""
+
+    def __init__(self, log: list[tuple[str, int, float]] | None = None, delay: float = 0.0) -> None:
+        self.log = log if log is not None else []
+        self.delay = delay
+
+    async def __call__(self, step: Step, inputs: Mapping[int, Any]) -> str:
+        self.log.append(("start", step.step, time.monotonic()))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        self.log.append(("end", step.step, time.monotonic()))
+        after = f" using steps {', '.join(map(str, sorted(inputs)))}" if inputs else ""
+        return f"<{step.modality} {step.operation} result of step {step.step}{after}>"
+
+
 def _instantiate(obj: Any) -> Handler:
     if inspect.isclass(obj):
-        return obj()  # a handler class
+        # a handler class; isclass() narrows `obj` to `type`, whose instances are `object` to
+        # mypy: what they are is checked by register() (callable), not by the type system
+        return cast(Handler, obj())
     if inspect.iscoroutinefunction(obj) or (callable(obj) and not inspect.isroutine(obj)):
         return obj  # an async function, or an instance with async __call__
     if callable(obj):
@@ -233,5 +260,27 @@ def run(
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(arun(plan, handlers, max_concurrency=max_concurrency))
+        return asyncio.run(_run_then_close(plan, _registry(handlers), max_concurrency))
     raise ConfigError("plan.run() was called inside a running event loop; use `await plan.arun(...)`")
+
+
+async def _run_then_close(plan: Plan, registry: HandlerRegistry, max_concurrency: int) -> RunResult:
+    try:
+        return await arun(plan, registry, max_concurrency=max_concurrency)
+    finally:
+        await aclose_handlers(registry)
+
+
+async def aclose_handlers(registry: HandlerRegistry) -> None:
+    """`await h.aclose()` for each distinct handler that has one (the loop they are bound to is
+    about to end; left open, their connections leak until the process exits)."""
+    seen: set[int] = set()
+    for modality in registry.modalities:
+        handler = registry.get(modality)
+        close = getattr(handler, "aclose", None)
+        if handler is None or id(handler) in seen or not callable(close):
+            continue
+        seen.add(id(handler))
+        # closing is cleanup: a failure there must not turn a finished run into an error
+        with contextlib.suppress(Exception):
+            await close()

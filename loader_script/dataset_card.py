@@ -17,19 +17,27 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from taskdecomp.dataset_builder.dedup import describe_rule
-from taskdecomp.dataset_builder.output import coverage, coverage_table, read_rows
 from taskdecomp.errors import InputError, redact
 from taskdecomp.files import atomic_write_text
 from taskdecomp.loader_script.chart import render_coverage_chart
-from taskdecomp.loader_script.features import ALPACA_COLUMNS, FEATURES, SPLITS, configs_yaml
-from taskdecomp.schema import MODALITIES, STRUCTURES
+from taskdecomp.loader_script.features import ALPACA_COLUMNS, FEATURES, SPLITS, configs_yaml, read_rows
+from taskdecomp.schema import MODALITIES
+from taskdecomp.stats import DatasetStats, coverage, coverage_table
 
-__all__ = ["write_dataset_card", "require_built", "shard_files", "PLACEHOLDER_REPO_ID"]
+__all__ = [
+    "write_dataset_card",
+    "render_dataset_card",
+    "check_shards",
+    "require_built",
+    "shard_files",
+    "PLACEHOLDER_REPO_ID",
+    "CHART_NAME",
+]
 
 PLACEHOLDER_REPO_ID = "<user>/task-decomposition"
 TAGS = ["task-decomposition", "planning", "multimodal", "instruction-tuning", "alpaca", "synthetic"]
@@ -41,21 +49,32 @@ def shard_files(out_dir: Path) -> list[Path]:
     return sorted(p for s in SPLITS for p in (out_dir / "data").glob(f"{s}-*.parquet"))
 
 
-def require_built(out_dir: Path) -> dict[str, Any]:
-    """Check `out_dir` holds a built dataset (shards + stats.json); return the parsed stats."""
+def require_built(out_dir: Path) -> DatasetStats:
+    """Check `out_dir` holds a built dataset (shards + stats.json); return its stats."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise InputError(f"{out_dir} does not exist: run build-dataset (or import-dataset) first")
-    stats_path = out_dir / "stats.json"
-    if not shard_files(out_dir) or not stats_path.is_file():
+    if not shard_files(out_dir) or not (out_dir / "stats.json").is_file():
         raise InputError(f"{out_dir} is not a built dataset: run build-dataset first")
-    try:
-        stats = json.loads(stats_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{stats_path} is not valid JSON ({exc}); rebuild the dataset") from None
-    if not isinstance(stats, dict):
-        raise InputError(f"{stats_path} must hold a JSON object; rebuild the dataset")
-    return stats
+    return DatasetStats.read(out_dir)
+
+
+def check_shards(out_dir: Path) -> None:
+    """Read every shard of `out_dir` in full; a corrupt or truncated one is an `InputError`.
+
+    Before a publish: a broken shard must stop the push before anything is uploaded, with one
+    line naming the file, not an `ArrowInvalid` traceback from the card's footer reads."""
+    for path in shard_files(Path(out_dir)):
+        try:
+            parquet = pq.ParquetFile(path)
+            for i in range(parquet.metadata.num_row_groups):  # one row group at a time: bounded memory
+                parquet.read_row_group(i)
+        except (pa.ArrowException, OSError) as exc:
+            detail = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+            raise InputError(
+                f"{path} is not a readable Parquet file ({exc.__class__.__name__}: {detail}); "
+                f"rebuild the dataset in {path.parent.parent} (build-dataset or import-dataset)"
+            ) from None
 
 
 def _size_category(n: int) -> str:
@@ -119,19 +138,15 @@ def _card_data(sizes: dict[str, tuple[int, int]], pretty_name: str) -> DatasetCa
     return data
 
 
-def _coverage(out_dir: Path, stats: dict[str, Any]) -> dict[str, dict[str, int]]:
+def _coverage(out_dir: Path, stats: DatasetStats) -> dict[str, dict[str, int]]:
     """stats.json's coverage, or recounted from the shards if an older build lacks it."""
-    return stats.get("coverage") or coverage(r for rows in read_rows(out_dir).values() for r in rows)
+    return stats.coverage or coverage(r for rows in read_rows(out_dir).values() for r in rows)
 
 
-def _render(out_dir: Path, stats: dict[str, Any], cov: dict[str, dict[str, int]], repo_id: str | None) -> str:
+def _render(out_dir: Path, stats: DatasetStats, cov: dict[str, dict[str, int]], repo_id: str | None) -> str:
     """The card's Markdown (YAML header + body) for the built dataset in `out_dir`."""
     sizes = _split_sizes(out_dir)
-    taxonomy = stats.get("taxonomy") or {}
-    dedup = stats.get("dedup") or {}
-    dups = stats.get("duplicates") or {}
-    usage = stats.get("usage") or {}
-    threshold = dedup.get("threshold", 0.7)
+    taxonomy = stats.taxonomy
     pretty_name = "Multi-modal task decomposition"
     template = resources.files("taskdecomp.loader_script").joinpath("dataset_card.md.j2").read_text("utf-8")
     card = DatasetCard.from_template(
@@ -142,24 +157,24 @@ def _render(out_dir: Path, stats: dict[str, Any], cov: dict[str, dict[str, int]]
         splits={s: n for s, (n, _) in sizes.items()},
         n_combinations=len(cov),
         modalities=MODALITIES,
-        structures=list(taxonomy.get("structures") or STRUCTURES),
-        taxonomy_combinations=taxonomy.get("combinations", 15),
-        min_steps=taxonomy.get("min_steps", 2),
-        max_steps=taxonomy.get("max_steps", 8),
-        backend=stats.get("backend") or "unknown",
-        model=stats.get("model"),
-        source=stats.get("source") or stats.get("backend") or "unknown",
-        prompt_version=stats.get("prompt_version") or "n/a",
-        seed=stats.get("seed", "n/a"),
-        requests=stats.get("requests", 0),
-        prompt_tokens=usage.get("prompt_tokens", 0),
-        completion_tokens=usage.get("completion_tokens", 0),
-        cost_usd=f"{float(stats.get('cost_usd') or 0):.4f}",
-        wall_time_s=f"{float(stats.get('wall_time_s') or 0):.1f}",
-        dedup_rule=dedup.get("rule") or describe_rule(threshold),
-        rejects=dict(sorted((stats.get("rejects") or {}).items(), key=lambda kv: (-kv[1], kv[0]))),
-        dup_exact=dups.get("exact", 0),
-        dup_near=dups.get("near", 0),
+        structures=list(taxonomy.structures),
+        taxonomy_combinations=taxonomy.combinations,
+        min_steps=taxonomy.min_steps,
+        max_steps=taxonomy.max_steps,
+        backend=stats.backend,
+        model=stats.model,
+        source=stats.source,
+        prompt_version=stats.prompt_version or "n/a",
+        seed=stats.seed,
+        requests=stats.requests,
+        prompt_tokens=stats.usage.prompt_tokens,
+        completion_tokens=stats.usage.completion_tokens,
+        cost_usd=f"{stats.cost_usd:.4f}",
+        wall_time_s=f"{stats.wall_time_s:.1f}",
+        dedup_rule=stats.dedup.rule,
+        rejects=dict(sorted(stats.rejects.items(), key=lambda kv: (-kv[1], kv[0]))),
+        dup_exact=stats.dedup.exact,
+        dup_near=stats.dedup.near,
         example_json=json.dumps(_example(out_dir), indent=2, ensure_ascii=False),
         coverage_table=coverage_table(cov),
         license_name="MIT",
@@ -168,13 +183,23 @@ def _render(out_dir: Path, stats: dict[str, Any], cov: dict[str, dict[str, int]]
     return redact(str(card))
 
 
-def write_dataset_card(out_dir: Path, *, repo_id: str | None = None) -> Path:
-    """Render `out_dir/README.md` and `out_dir/coverage.png` (both atomically); returns the card path."""
+def render_dataset_card(out_dir: Path, *, repo_id: str | None = None, chart: Path) -> str:
+    """The card's text for the built dataset in `out_dir`, its coverage chart written to `chart`.
+
+    Writes nothing else: `publish_dataset` renders into a temporary folder and only replaces the
+    local card once the push succeeded."""
     out_dir = Path(out_dir)
     stats = require_built(out_dir)
     cov = _coverage(out_dir, stats)  # once: for an older build it means reading every shard
     text = _render(out_dir, stats, cov, repo_id)
-    render_coverage_chart(cov, out_dir / CHART_NAME)
+    render_coverage_chart(cov, chart)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def write_dataset_card(out_dir: Path, *, repo_id: str | None = None) -> Path:
+    """Render `out_dir/README.md` and `out_dir/coverage.png` (both atomically); returns the card path."""
+    out_dir = Path(out_dir)
+    text = render_dataset_card(out_dir, repo_id=repo_id, chart=out_dir / CHART_NAME)
     path = out_dir / "README.md"
-    atomic_write_text(path, text if text.endswith("\n") else text + "\n")
+    atomic_write_text(path, text)
     return path

@@ -17,10 +17,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from taskdecomp.rouge import rouge_l, rouge_tokens
 from taskdecomp.schema import classify_structure, normalise, render_output, row_id, schema_errors
-
-from .rouge import rouge_l, rouge_tokens
-from .taxonomy import MAX_STEPS, MIN_STEPS, Cell
+from taskdecomp.taxonomy import MAX_STEPS, MIN_STEPS, Cell
 
 __all__ = ["validate_row", "reason_code", "REASON_CODES"]
 
