@@ -285,33 +285,6 @@ def _check_out_dir(out: Path) -> None:
         )
 
 
-class _BuildProgress(Progress):
-    """The progress line, with an ETA only after a warm-up: the rate is measured from the
-    first committed result (not from start-up, nor the one-request-at-a-time first call),
-    and shown once `WARMUP_S` seconds of it have been seen."""
-
-    WARMUP_S = 5.0
-
-    def __init__(self, reporter: Reporter, total: int, desc: str) -> None:
-        super().__init__(reporter, total, desc)
-        self._warm: tuple[float, int] | None = None  # (time, rows) of the first update
-
-    def update(self, n: int = 0, **postfix: Any) -> None:
-        if self._warm is None:
-            self._warm = (time.monotonic(), self.n + n)
-        super().update(n, **postfix)
-
-    def line(self) -> str:
-        extra = " ".join(f"{k}={v}" for k, v in self.postfix.items())
-        eta = ""
-        if self._warm is not None and self.n < self.total:
-            t_warm, n_warm = self._warm
-            elapsed, done = time.monotonic() - t_warm, self.n - n_warm
-            if elapsed >= self.WARMUP_S and done > 0:
-                eta = f" eta={(self.total - self.n) * elapsed / done:.0f}s"
-        return f"{self.desc}: {self.n}/{self.total} {extra}{eta}".rstrip()
-
-
 class _Run:
     """State of one invocation: scheduler + journal + backend + spend."""
 
@@ -333,7 +306,7 @@ class _Run:
         self.in_flight_reserved = 0.0
         self.stopped: str | None = None
         self.t0 = time.monotonic()
-        self.progress = _BuildProgress(reporter, cfg.n, "rows")
+        self.progress = Progress(reporter, cfg.n, "rows")
 
     # bookkeeping for every result, journaled or new
     def _account(self, result: GenerationResult) -> None:

@@ -14,11 +14,14 @@ adapter learns to stop.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +98,10 @@ def _convert_gguf(alias: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    dequantised = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # transformers draws a plain tqdm bar over the GGUF tensors, which no logging switch reaches:
+    # keep it for a terminal, keep it out of logs and of the one-line error contract
+    with contextlib.nullcontext() if sys.stderr.isatty() else contextlib.redirect_stderr(io.StringIO()):
+        dequantised = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     config = dequantised.config
     # The GGUF quantisation config would make every later load go through the GGUF path.
     if hasattr(config, "quantization_config"):

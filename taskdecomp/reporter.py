@@ -19,11 +19,13 @@ __all__ = ["Reporter", "Progress"]
 class Progress:
     def __init__(self, reporter: Reporter, total: int, desc: str, initial: int = 0) -> None:
         self.reporter, self.total, self.desc, self.n = reporter, total, desc, initial
-        self._initial = initial
         self.postfix: dict[str, Any] = {}
         self._bar = None
-        self._last = 0.0
-        self._t0 = time.monotonic()
+        # no line before `log_every` has passed: a short job (or one that fails fast) prints no
+        # progress at all, so an error stays the only line
+        self._last = time.monotonic()
+        self._printed = False
+        self._warm: tuple[float, int] | None = None  # (time, n) at the first update: the rate's origin
         if reporter.enabled and reporter.is_tty:
             from tqdm import tqdm
 
@@ -31,7 +33,11 @@ class Progress:
                 total=total, initial=initial, desc=desc, file=reporter.stream, dynamic_ncols=True
             )
 
+    WARMUP_S = 5.0  # the ETA shows once this much of the rate has been seen
+
     def update(self, n: int = 0, **postfix: Any) -> None:
+        if self._warm is None:  # start-up and a slow first request are not the rate
+            self._warm = (time.monotonic(), self.n + n)
         self.n += n
         self.postfix.update(postfix)
         if self._bar is not None:
@@ -40,17 +46,19 @@ class Progress:
                 self._bar.set_postfix({k: v for k, v in self.postfix.items()}, refresh=False)
             return
         now = time.monotonic()
-        if self.reporter.enabled and (now - self._last >= self.reporter.log_every or self.n >= self.total):
-            self._last = now
+        due = now - self._last >= self.reporter.log_every or (self.n >= self.total and self._printed)
+        if self.reporter.enabled and due:
+            self._last, self._printed = now, True
             self.reporter.info(self.line())
 
     def line(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.postfix.items())
-        done = self.n - self._initial
-        elapsed = time.monotonic() - self._t0
         eta = ""
-        if done > 0 and self.n < self.total:
-            eta = f" eta={(self.total - self.n) * elapsed / done:.0f}s"
+        if self._warm is not None and self.n < self.total:
+            t_warm, n_warm = self._warm
+            elapsed, done = time.monotonic() - t_warm, self.n - n_warm
+            if elapsed >= self.WARMUP_S and done > 0:
+                eta = f" eta={(self.total - self.n) * elapsed / done:.0f}s"
         return f"{self.desc}: {self.n}/{self.total} {extra}{eta}".rstrip()
 
     def close(self) -> None:

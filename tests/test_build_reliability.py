@@ -169,12 +169,12 @@ def test_unknown_price_with_max_cost_is_one_line(tmp_path):
 
 # --- E23: no ETA before a warm-up -----------------------------------------------------------
 def test_first_progress_line_has_no_eta(monkeypatch):
-    from taskdecomp.dataset_builder import build as build_mod
+    from taskdecomp import reporter as reporter_mod
 
     now = [1000.0]
-    monkeypatch.setattr(build_mod.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(reporter_mod.time, "monotonic", lambda: now[0])
     stream = io.StringIO()
-    progress = build_mod._BuildProgress(Reporter(stream=stream, log_every=0.0), 5000, "rows")
+    progress = reporter_mod.Progress(Reporter(stream=stream, log_every=0.0), 5000, "rows")
     now[0] += 20.0  # a slow start-up / first request: must not make the ETA 10,000 s
     progress.update(10)
     assert "eta=" not in stream.getvalue()
@@ -251,3 +251,21 @@ def test_refusals_after_the_backend_is_chosen_are_one_line(tmp_path):
     _refused(_run([*BUILD, "--n", "15", "--out", str(out), "--quotas", str(tmp_path / "q.yaml")]))
     _refused(_run([*BUILD, "--n", "15", "--out", str(tmp_path / "new"), "--dry-run", "--batch"]), "--batch")
     assert _tree(out) == before and not (tmp_path / "new").exists()
+
+
+def test_a_short_job_prints_no_progress_line(monkeypatch):
+    """D16: a job that ends (or fails) before `log_every` prints no progress, so an error line
+    stays the only line; a long one still gets its lines and the final count."""
+    from taskdecomp import reporter as reporter_mod
+
+    now = [0.0]
+    monkeypatch.setattr(reporter_mod.time, "monotonic", lambda: now[0])
+    stream = io.StringIO()
+    progress = reporter_mod.Progress(Reporter(stream=stream, log_every=10.0), 3, "importing")
+    progress.update(3)
+    assert stream.getvalue() == ""
+    progress = reporter_mod.Progress(Reporter(stream=stream, log_every=10.0), 3, "importing")
+    now[0] += 11.0
+    progress.update(1)
+    progress.update(2)
+    assert [line.split(":")[1].split()[0] for line in stream.getvalue().splitlines()] == ["1/3", "3/3"]
