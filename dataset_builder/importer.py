@@ -2,7 +2,7 @@
 
 Data flow, one function each, in this order:
 
-    discover(paths) → read_records(file) → check_record → repair_output → to_row
+    discover(paths) → read_json_records(file) → check_record → repair_output → to_row
         → validate_row → Deduplicator → split_rows / write_splits → stats, report, rejects
 
 Inputs are JSON arrays (the original project's `{instruction, output}` files and Alpaca's
@@ -28,6 +28,7 @@ from taskdecomp.config import to_dict
 from taskdecomp.dataset_builder.dedup import Deduplicator
 from taskdecomp.dataset_builder.output import check_out_location, write_dataset
 from taskdecomp.errors import ConfigError, InputError
+from taskdecomp.records import read_json_records
 from taskdecomp.reporter import Reporter
 from taskdecomp.schema import classify_structure, make_row, parse_output
 from taskdecomp.stats import DatasetStats, Dedup, Taxonomy, coverage_table
@@ -39,7 +40,6 @@ __all__ = [
     "ImportResult",
     "SOURCE",
     "discover",
-    "read_records",
     "repair_output",
     "import_dataset",
 ]
@@ -109,39 +109,6 @@ def discover(paths: list[str]) -> list[Path]:
 
 
 # --- 2. records ------------------------------------------------------------------------------
-
-
-def _loads(text: str, path: Path, line_offset: int = 0) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        hint = "fix the file and retry"
-        if exc.msg == "Extra data" and path.suffix == ".json":
-            hint = "one JSON value per line is JSON Lines: name the file .jsonl"
-        raise InputError(
-            f"{path}: corrupt JSON at line {exc.lineno + line_offset}, column {exc.colno}: {exc.msg}; {hint}"
-        ) from None
-
-
-def read_records(path: Path) -> list[Any]:
-    """The records of one file: a JSON array, or JSON Lines (one object per line)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text; save it as UTF-8 JSON/JSONL and retry") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc.__class__.__name__}") from None
-    if path.suffix == ".jsonl":
-        return [_loads(line, path, i) for i, line in enumerate(text.splitlines()) if line.strip()]
-    if not text.strip():
-        return []
-    data = _loads(text, path)
-    if not isinstance(data, list):
-        raise InputError(
-            f"{path}: expected a JSON array of {{instruction, output[, input]}} objects, "
-            f"found a JSON {type(data).__name__}"
-        )
-    return data
 
 
 _FIELDS = ("instruction", "output")
@@ -268,7 +235,7 @@ def import_dataset(cfg: ImportConfig, reporter: Reporter | None = None) -> Impor
     per_file: list[dict[str, Any]] = []
     ignored: Counter[str] = Counter()
     for path in files:
-        recs = read_records(path)
+        recs = read_json_records(path)
         for i, rec in enumerate(recs):
             check_record(rec, path, i)
             ignored.update(k for k in rec if k not in ("instruction", "input", "output"))

@@ -17,6 +17,7 @@ from taskdecomp.errors import ConfigError, InputError
 from taskdecomp.files import atomic_write_json, atomic_write_text
 from taskdecomp.hub_probe import check_hub_repo
 from taskdecomp.models import check_base, load_model
+from taskdecomp.records import read_json_records
 from taskdecomp.reporter import Reporter
 
 __all__ = [
@@ -122,37 +123,11 @@ def load_eval_rows(dataset: str, split: str, limit: int | None = None) -> list[d
 
 
 def _read_json_rows(p: Path) -> list[dict[str, Any]]:
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{p} is not UTF-8 text; pass a .jsonl file with one JSON object per line") from None
-    except OSError as exc:
-        raise InputError(f"cannot read dataset {p}: {exc.strerror or exc.__class__.__name__}") from None
-    if p.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = None  # maybe JSON Lines under a .json name: read line by line below
-        if isinstance(data, list):
-            for i, row in enumerate(data):
-                if not isinstance(row, dict):
-                    raise InputError(
-                        f"{p} row {i + 1} is not a JSON object; each row needs 'instruction' and 'output'"
-                    )
-            return data
-        if isinstance(data, dict):
-            raise InputError(f"{p} holds one JSON object, not rows; pass a list of rows or JSON Lines")
-    rows: list[dict[str, Any]] = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{p} line {n} is not valid JSON ({exc.msg}); fix or remove that line") from None
+    rows = read_json_records(p)
+    for i, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
-            raise InputError(f"{p} line {n} is not a JSON object; each line needs 'instruction' and 'output'")
-        rows.append(row)
+            unit = "line" if p.suffix == ".jsonl" else "row"
+            raise InputError(f"{p} {unit} {i} is not a JSON object; each needs 'instruction' and 'output'")
     return rows
 
 

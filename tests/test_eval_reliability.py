@@ -85,7 +85,7 @@ def test_unwritable_card_with_update_card_fails_first(work: Path) -> None:
 @pytest.mark.parametrize(
     ("lines", "needles"),
     [
-        ([json.dumps(ROW), "{not json"], ("tasks.jsonl line 2", "not valid JSON")),
+        ([json.dumps(ROW), "{not json"], ("tasks.jsonl: corrupt JSON at line 2, column 2", "fix the file")),
         ([json.dumps(ROW), json.dumps({**ROW, "output": None})], ("tasks.jsonl line 2", "'output' is null")),
         ([json.dumps({**ROW, "instruction": 7})], ("line 1", "'instruction' is a number")),
         ([json.dumps({**ROW, "input": ["x"]})], ("line 1", "'input' is a list")),
