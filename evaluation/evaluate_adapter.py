@@ -1,8 +1,14 @@
-"""`evaluate-adapter`: the same prompts through the base model and base + adapter, scored.
+"""`evaluate-adapter`: the same prompts through the base model and base + adapter, scored,
+next to the heuristic planner (the keyword baseline).
 
 One model is loaded: the PEFT model, whose `disable_adapter()` context gives the base model's
 outputs, so both columns see identical weights, prompts (`taskdecomp.promptfmt.render_prompt`,
-the training format) and greedy decoding settings.
+the training format) and greedy decoding settings. Decoding is constrained by the plan grammar
+(as `decompose` does) unless `--no-constrain`; `--also-unconstrained` adds the two
+unconstrained columns, so one run shows what the grammar changes.
+
+The dataset may be a built one (`output` column) or a hand-labelled file whose rows carry
+`steps` (`tests/data/realistic_requests.jsonl`): its plan is rendered into `output` here.
 """
 
 from __future__ import annotations
@@ -61,6 +67,11 @@ class EvalConfig:
         default=None, metadata={"help": "expected base model; refuse an adapter trained on another one"}
     )
     max_new_tokens: int = field(default=256, metadata={"help": "generation bound per answer"})
+    constrain: bool = field(default=True, metadata={"help": "decode under the plan grammar (default on)"})
+    also_unconstrained: bool = field(
+        default=False, metadata={"help": "also score base and adapter without the grammar"}
+    )
+    repetition_penalty: float = field(default=1.0, metadata={"help": ">1 discourages repeats (1.0 = off)"})
     batch_size: int = field(default=8, metadata={"help": "prompts per generation batch"})
     quantize_4bit: bool | None = field(
         default=None, metadata={"help": "load the base in 4-bit (default: as the adapter was trained)"}
@@ -83,6 +94,10 @@ class EvalConfig:
             raise ConfigError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.repetition_penalty <= 0:
+            raise ConfigError(
+                f"--repetition-penalty must be more than 0 (1.0 = off), got {self.repetition_penalty}"
+            )
         if not self.adapter.strip():
             raise ConfigError("--adapter is empty; pass a train-adapter output folder or a Hub repo id")
         if self.push:
@@ -124,11 +139,38 @@ def load_eval_rows(dataset: str, split: str, limit: int | None = None) -> list[d
 
 def _read_json_rows(p: Path) -> list[dict[str, Any]]:
     rows = read_json_records(p)
+    unit = "line" if p.suffix == ".jsonl" else "row"
     for i, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
-            unit = "line" if p.suffix == ".jsonl" else "row"
             raise InputError(f"{p} {unit} {i} is not a JSON object; each needs 'instruction' and 'output'")
+        steps = row.get("steps", row.get("subtasks"))
+        if "output" not in row and steps is not None:
+            row["output"] = _render_labelled(steps, f"{p} {unit} {i}")
     return rows
+
+
+def _render_labelled(steps: Any, where: str) -> str:
+    """A hand-labelled plan (`steps`: step, description, modality, operation, depends_on) as the
+    reference text the metric reads."""
+    from taskdecomp.schema import MODALITIES, OPERATIONS, render_output
+
+    hint = "each step needs description, modality, operation and depends_on"
+    if not isinstance(steps, list) or not steps:
+        raise InputError(f"{where}: 'steps' must be a non-empty list; {hint}")
+    out = []
+    for k, st in enumerate(steps, start=1):
+        if not isinstance(st, dict) or not isinstance(st.get("description"), str):
+            raise InputError(f"{where}: step {k} has no description; {hint}")
+        if st.get("modality") not in MODALITIES or st.get("operation") not in OPERATIONS:
+            raise InputError(
+                f"{where}: step {k} has modality {st.get('modality')!r} / operation {st.get('operation')!r}; "
+                f"use one of {', '.join(MODALITIES)} / {', '.join(OPERATIONS)}"
+            )
+        deps = st.get("depends_on") or []
+        if not isinstance(deps, list) or not all(isinstance(d, int) and 0 < d < k for d in deps):
+            raise InputError(f"{where}: step {k} depends_on must list earlier step numbers, got {deps!r}")
+        out.append({**st, "step": k, "depends_on": deps})
+    return render_output(out)
 
 
 def _load_with_datasets(dataset: str, split: str) -> list[dict[str, Any]]:
@@ -252,17 +294,24 @@ def _check_adapter_exists(adapter: str) -> None:
 # --- evaluation -----------------------------------------------------------------------------
 
 
+COLUMNS = ("base", "adapter", "heuristic", "base_unconstrained", "adapter_unconstrained")
+
+
 def results_table(results: dict[str, Any]) -> str:
-    """Markdown table base vs adapter (readable on a terminal too)."""
+    """Markdown table: base, adapter, the adapter's change over base, then the baselines
+    (heuristic; unconstrained columns when measured). Readable on a terminal too."""
     base, adapter = results["base"], results["adapter"]
-    lines = ["| metric | base | adapter | change |", "|---|---:|---:|---:|"]
+    extra = [c for c in COLUMNS[2:] if c in results]
+    head = "| metric | base | adapter | change |" + "".join(f" {c} |" for c in extra)
+    lines = [head, "|---|---:|---:|---:|" + "---:|" * len(extra)]
     for key in METRIC_ORDER:
         if key not in base:
             continue
         delta = adapter[key] - base[key]
         better = delta < 0 if key in LOWER_IS_BETTER else delta > 0
         mark = " ▲" if better else (" ▼" if delta else "")
-        lines.append(f"| {key} | {base[key]:.3f} | {adapter[key]:.3f} | {delta:+.3f}{mark} |")
+        cells = "".join(f" {results[c][key]:.3f} |" for c in extra)
+        lines.append(f"| {key} | {base[key]:.3f} | {adapter[key]:.3f} | {delta:+.3f}{mark} |{cells}")
     return "\n".join(lines)
 
 
@@ -270,6 +319,8 @@ def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[
     """Generate for base and adapter, score both; write the JSON (and card / push if asked)."""
     from taskdecomp.evaluation import load_metric
     from taskdecomp.generation import generate_batched
+    from taskdecomp.grammar import plan_grammar
+    from taskdecomp.heuristic import heuristic_answer
     from taskdecomp.promptfmt import render_prompt
 
     reporter = reporter or Reporter.silent()
@@ -293,38 +344,54 @@ def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[
     prompts = [render_prompt(tokenizer, r["instruction"], r.get("input") or "") for r in rows]
     references = [r["output"] for r in rows]
 
-    def generate(desc: str) -> list[str]:  # the same settings for both columns
+    def generate(desc: str, constrain: bool) -> list[str]:  # the same settings for every column
         return generate_batched(
             model, tokenizer, prompts, desc=desc, max_new_tokens=cfg.max_new_tokens,
-            batch_size=cfg.batch_size, reporter=reporter,
+            batch_size=cfg.batch_size, reporter=reporter, repetition_penalty=cfg.repetition_penalty,
+            grammar=plan_grammar() if constrain else None,
         )  # fmt: skip
 
-    with model.disable_adapter():
-        base_out = generate("base")
-    adapter_out = generate("adapter")
+    outputs: dict[str, list[str]] = {}
+    runs = [("", cfg.constrain)] + (
+        [("_unconstrained", False)] if cfg.also_unconstrained and cfg.constrain else []
+    )
+    for suffix, constrain in runs:
+        with model.disable_adapter():
+            outputs["base" + suffix] = generate("base" + suffix, constrain)
+        outputs["adapter" + suffix] = generate("adapter" + suffix, constrain)
+    outputs["heuristic"] = [heuristic_answer(r["instruction"]) for r in rows]
 
     metric = load_metric()
     results: dict[str, Any] = {
-        "base": metric.compute(predictions=base_out, references=references),
-        "adapter": metric.compute(predictions=adapter_out, references=references),
-        "dataset": cfg.dataset,
-        "split": cfg.split,
-        "n": len(rows),
-        "adapter_id": cfg.repo_id or cfg.adapter,
-        "base_model": base_id,
-        "max_new_tokens": cfg.max_new_tokens,
+        name: metric.compute(predictions=texts, references=references) for name, texts in outputs.items()
     }
+    results.update(
+        {
+            "dataset": cfg.dataset,
+            "split": cfg.split,
+            "n": len(rows),
+            "adapter_id": cfg.repo_id or cfg.adapter,
+            "base_model": base_id,
+            "max_new_tokens": cfg.max_new_tokens,
+            "constrained": cfg.constrain,
+            "repetition_penalty": cfg.repetition_penalty,
+        }
+    )
     atomic_write_json(output, results)
     # The texts themselves, for reading next to the numbers.
     atomic_write_text(
         samples,
         "".join(
             json.dumps(
-                {"instruction": r["instruction"], "reference": r["output"], "base": b, "adapter": a},
+                {
+                    "instruction": r["instruction"],
+                    "reference": r["output"],
+                    **{k: v[i] for k, v in outputs.items()},
+                },
                 ensure_ascii=False,
             )
             + "\n"
-            for r, b, a in zip(rows, base_out, adapter_out, strict=True)
+            for i, r in enumerate(rows)
         ),
     )
     reporter.result(results_table(results))

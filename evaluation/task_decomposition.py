@@ -21,9 +21,9 @@ except `step_count_mae`:
   at least `step_match_threshold` (default 0.5, i.e. about half of the words in common in order).
   Greedy matching equals the optimal (Hungarian) one whenever the best pairs do not conflict, which
   is the usual case with <= 8 steps, and needs no extra dependency. Micro-averaged over all steps.
-- `plan_validity`: share of predictions whose steps form a valid plan row (the row schema: 2-8
-  steps; dependencies only on earlier steps; the dataset validator's checks on step texts) --
-  what `decompose` accepts without a retry.
+- `plan_validity`: share of predictions whose steps form a valid plan row (the row schema: 1-8
+  steps; dependencies only on earlier steps; the dataset validator's checks on step texts; no
+  untagged step after tagged ones, i.e. not cut off) -- what `decompose` accepts without a retry.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import datasets
 import evaluate
 from rouge_score import rouge_scorer
 
-from taskdecomp.plan import plan_errors
-from taskdecomp.schema import make_row, parse_output
+from taskdecomp.plan import answer_errors
+from taskdecomp.schema import parse_output
 
 __all__ = ["TaskDecomposition", "strip_tags", "step_descriptions", "match_steps"]
 
@@ -109,13 +109,8 @@ def _f1(pred: set[str], ref: set[str]) -> float:
     return 2 * p * r / (p + r)
 
 
-def _plan_valid(steps: list[dict[str, Any]]) -> bool:
-    if not steps:
-        return False
-    row = make_row(
-        {"instruction": "A placeholder task used for validation only", "subtasks": steps}, "offline"
-    )
-    return not plan_errors(row)
+def _plan_valid(text: str) -> bool:
+    return not answer_errors(text)[1]
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
@@ -145,7 +140,7 @@ class TaskDecomposition(evaluate.Metric):
         for pred_text, ref_text in zip(predictions, references, strict=True):
             pred, ref = parse_output(pred_text or ""), parse_output(ref_text or "")
             sums["format_validity"] += bool(pred)
-            sums["plan_validity"] += _plan_valid(pred)
+            sums["plan_validity"] += _plan_valid(pred_text or "")
             sums["step_count_exact"] += len(pred) == len(ref)
             sums["step_count_mae"] += abs(len(pred) - len(ref))
             sums["modality_f1"] += _f1({s["modality"] for s in pred}, {s["modality"] for s in ref})

@@ -12,8 +12,10 @@ from taskdecomp.dispatch import (
     arun,
     run,
 )
+from taskdecomp.heuristic import heuristic_plan
 from taskdecomp.plan import DecompositionError, Plan, Step
 from taskdecomp.planner.decomposer import DEFAULT_BASE, Decomposer, decompose
+from taskdecomp.planner.remote import RemoteGenerator
 
 __all__ = [
     "DEFAULT_BASE",
@@ -23,10 +25,12 @@ __all__ = [
     "Handler",
     "HandlerRegistry",
     "Plan",
+    "RemoteGenerator",
     "RunResult",
     "Step",
     "StepResult",
     "arun",
     "decompose",
+    "heuristic_plan",
     "run",
 ]

@@ -4,6 +4,11 @@
     decompose --file tasks.txt --adapter out/          # JSON Lines, one per task, model loaded once
     cat tasks.txt | decompose --file -
     decompose "..." --run --dry-run                    # prints the schedule (waves) and placeholders
+    decompose "..." --planner heuristic                # the keyword baseline: no model at all
+    decompose "..." --base-url http://127.0.0.1:8000/v1 --model task-adapter   # vLLM, SGLang, llama.cpp
+
+Local and remote generation are constrained by the plan grammar (`--no-constrain` and
+`--constraint none` turn it off).
 
 Exit codes: 0 all plans valid (and all steps ok with --run); 1 some tasks of --file had no valid
 plan or some steps failed (their lines say why); 2 bad input, or the single task had no valid plan.
@@ -16,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from taskdecomp.cli import entrypoint
 from taskdecomp.config import parse_config
@@ -24,7 +29,7 @@ from taskdecomp.errors import ConfigError, InputError
 from taskdecomp.reporter import Reporter
 
 if TYPE_CHECKING:  # for annotations only: the planner is imported once the arguments are good
-    from taskdecomp.planner import HandlerRegistry, Plan, RunResult
+    from taskdecomp.planner import Decomposer, HandlerRegistry, Plan, RunResult
 
 __all__ = ["DecomposeConfig", "main", "format_schedule"]
 
@@ -39,6 +44,31 @@ class DecomposeConfig:
     adapter: str | None = field(default=None, metadata={"help": "train-adapter output folder or Hub repo id"})
     base: str | None = field(
         default=None, metadata={"help": "base model (default: the adapter's, or smollm2-135m-gguf)"}
+    )
+    planner: Literal["model", "heuristic"] = field(
+        default="model", metadata={"help": "model: the adapter/base or --base-url; heuristic: keyword rule"}
+    )
+    constrain: bool = field(
+        default=True, metadata={"help": "decode under the plan grammar (local model; default on)"}
+    )
+    repetition_penalty: float = field(
+        default=1.0, metadata={"help": "local decoding: >1 discourages repeats"}
+    )
+    base_url: str | None = field(
+        default=None, metadata={"help": "plan with an OpenAI-compatible server (vLLM, SGLang, llama.cpp)"}
+    )
+    model: str | None = field(
+        default=None, metadata={"help": "with --base-url: served model (default: first)"}
+    )
+    constraint: Literal["grammar", "json", "none"] = field(
+        default="grammar", metadata={"help": "with --base-url: grammar, JSON schema or nothing"}
+    )
+    server: Literal["auto", "vllm", "sglang", "llamacpp"] = field(
+        default="auto", metadata={"help": "with --base-url: which request field carries the grammar"}
+    )
+    timeout: float = field(default=60.0, metadata={"help": "with --base-url: seconds per request"})
+    fallback: Literal["none", "heuristic"] = field(
+        default="none", metadata={"help": "heuristic: a task with no valid model plan gets the keyword plan"}
     )
     json: bool = field(default=False, metadata={"help": "print the plan as a dataset row (JSON)"})
     run: bool = field(default=False, metadata={"help": "execute the plan with the registered handlers"})
@@ -64,6 +94,23 @@ class DecomposeConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if self.retries < 0:
             raise ConfigError("--retries must be 0 or more")
+        if self.timeout <= 0:
+            raise ConfigError("--timeout must be more than 0 seconds")
+        if self.repetition_penalty <= 0:
+            raise ConfigError("--repetition-penalty must be more than 0 (1.0 = off)")
+        if self.base_url is not None:
+            if not self.base_url.startswith(("http://", "https://")):
+                raise ConfigError(
+                    f"--base-url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {self.base_url!r}"
+                )
+            if self.adapter:
+                raise ConfigError(
+                    "--adapter and --base-url exclude each other: serve the adapter and pass --model"
+                )
+        elif self.model is not None:
+            raise ConfigError("--model only applies with --base-url (use --base for a local base model)")
+        if self.planner == "heuristic" and (self.adapter or self.base_url):
+            raise ConfigError("--planner heuristic uses no model: drop --adapter/--base-url")
 
 
 def _read_tasks(file: str) -> list[str]:
@@ -139,10 +186,38 @@ def _checked(task: str) -> str | InputError:
         return exc
 
 
+def _decomposer(cfg: DecomposeConfig, reporter: Reporter) -> Decomposer:
+    from taskdecomp.planner import Decomposer
+
+    common = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, retries=cfg.retries,
+                  fallback=cfg.fallback, reporter=reporter)  # fmt: skip
+    if cfg.planner == "heuristic":
+        from taskdecomp.heuristic import HEURISTIC_SOURCE, heuristic_answer
+
+        def keyword_rule(conversations: list[list[dict[str, str]]]) -> list[str]:
+            return [heuristic_answer(c[1]["content"].split("\n\nInput:\n")[0]) for c in conversations]
+
+        return Decomposer(generator=keyword_rule, source=HEURISTIC_SOURCE, **common)  # type: ignore[arg-type]
+    if cfg.base_url:
+        from taskdecomp.planner.remote import RemoteGenerator
+
+        remote = RemoteGenerator(
+            cfg.base_url, cfg.model, constraint=cfg.constraint, server=cfg.server,
+            max_new_tokens=cfg.max_new_tokens, concurrency=cfg.batch_size, timeout=cfg.timeout,
+        )  # fmt: skip
+        return Decomposer(remote.model, generator=remote, **common)  # type: ignore[arg-type]
+    if cfg.adapter:
+        _check_hub_adapter(cfg.adapter)
+    return Decomposer(
+        cfg.adapter, base=cfg.base, constrain=cfg.constrain, repetition_penalty=cfg.repetition_penalty,
+        **common,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
 @entrypoint("decompose")
 def main(argv: Sequence[str] | None = None) -> int:
     from taskdecomp.plan import check_task
-    from taskdecomp.planner import Decomposer, DecompositionError
+    from taskdecomp.planner import DecompositionError
 
     cfg = parse_config(
         DecomposeConfig,
@@ -156,16 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.file is None:
         check_task(tasks[0])  # bad input fails before the model loads
     handlers = _handlers(cfg, reporter) if cfg.run else None
-    if cfg.adapter:
-        _check_hub_adapter(cfg.adapter)
-    decomposer = Decomposer(
-        cfg.adapter,
-        base=cfg.base,
-        max_new_tokens=cfg.max_new_tokens,
-        batch_size=cfg.batch_size,
-        retries=cfg.retries,
-        reporter=reporter,
-    )
+    decomposer = _decomposer(cfg, reporter)
     plans: list[Plan | DecompositionError | InputError]
     if cfg.file is None:
         plans = [decomposer.decompose(tasks[0], cfg.input)]  # DecompositionError → one line, exit 2

@@ -1,5 +1,9 @@
 """Task → validated `Plan`, with the model loaded once and tasks generated in batches.
 
+Generation is constrained by the plan grammar (`taskdecomp.grammar`) unless `constrain=False`:
+every answer then has the plan's format, and only what a grammar cannot hold (distinct steps,
+sensible texts) can still fail validation.
+
 Each round generates for every task still without a valid plan in one batched call. An invalid
 answer is re-asked: the conversation continues with the model's answer and a stricter user
 message naming what was wrong (`prompts/decompose_retry.j2`), greedy again. After `retries`
@@ -11,6 +15,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from taskdecomp.plan import DecompositionError, Plan, check_task, plan_from_text
 from taskdecomp.reporter import Reporter
@@ -43,16 +48,25 @@ class Decomposer:
         batch_size: int = 8,
         retries: int = 2,
         quantize_4bit: bool | None = None,
+        constrain: bool = True,
+        repetition_penalty: float = 1.0,
+        fallback: str = "none",
         generator: Generator | None = None,
+        source: str | None = None,
         reporter: Reporter | None = None,
     ) -> None:
         self.reporter = reporter or Reporter.silent()
         self.retries = max(0, retries)
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.adapter = adapter
+        # the plan grammar (taskdecomp.grammar) for the local model; a generator brings its own
+        self.constrain, self.repetition_penalty = constrain, repetition_penalty
+        if fallback not in ("none", "heuristic"):
+            raise ValueError(f"fallback must be 'none' or 'heuristic', got {fallback!r}")
+        self.fallback = fallback  # "heuristic": a task the model cannot plan gets the keyword plan
         if generator is not None:
             self._generate = generator
-            self.source = _source(adapter or base or "custom")
+            self.source = source or _source(adapter or base or "custom")
             return
         if adapter:
             from taskdecomp.models import load_model
@@ -72,8 +86,19 @@ class Decomposer:
             self.source = _source(base)
         self._generate = self._generate_with_model
 
+    @classmethod
+    def from_model(
+        cls, model: Any, tokenizer: Any, *, source: str = "model:custom", **kwargs: Any
+    ) -> Decomposer:
+        """A decomposer over an already loaded model (a notebook, a server, tests)."""
+        d = cls(generator=lambda conversations: [], source=source, **kwargs)
+        d.model, d.tokenizer = model, tokenizer
+        d._generate = d._generate_with_model
+        return d
+
     def _generate_with_model(self, conversations: list[list[dict[str, str]]]) -> list[str]:
         from taskdecomp.generation import generate_batched
+        from taskdecomp.grammar import plan_grammar
 
         prompts = [
             self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
@@ -87,6 +112,8 @@ class Decomposer:
             batch_size=self.batch_size,
             reporter=self.reporter,
             desc="planning",
+            grammar=plan_grammar() if self.constrain else None,
+            repetition_penalty=self.repetition_penalty,
         )
 
     def decompose_many(
@@ -124,6 +151,15 @@ class Decomposer:
             pending = still
         for i in pending:
             results[i] = DecompositionError(texts[i], attempts[i])
+            if self.fallback == "heuristic":
+                from taskdecomp.heuristic import heuristic_plan
+
+                results[i] = heuristic_plan(texts[i], ctx[i])
+        if pending and self.fallback == "heuristic":
+            self.reporter.warn(
+                f"{len(pending)} of {len(texts)} task(s) had no valid model plan after {self.retries} "
+                "re-ask(s): the heuristic planned them (source 'heuristic')"
+            )
         return [r for r in results if r is not None]  # every slot is filled by now
 
     def decompose(self, task: str, input: str = "") -> Plan:

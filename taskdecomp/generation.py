@@ -12,9 +12,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from taskdecomp.constrain import GrammarConstraint
 from taskdecomp.reporter import Reporter
 
-__all__ = ["generate_batched", "stop_token_ids"]
+__all__ = ["generate_batched", "stop_token_ids", "grammar_constraint"]
+
+
+def grammar_constraint(model: Any, tokenizer: Any, grammar: str) -> GrammarConstraint:
+    """The grammar compiled for this model's tokenizer, cached on the tokenizer (compiling
+    the tokenizer's trie takes ~1 s; a `Decomposer` generates many batches)."""
+    cache: dict[str, GrammarConstraint] = tokenizer.__dict__.setdefault("_taskdecomp_grammars", {})
+    if grammar not in cache:
+        vocab = max(int(model.get_output_embeddings().weight.shape[0]), len(tokenizer))
+        cache[grammar] = GrammarConstraint(
+            tokenizer, grammar, eos_ids=stop_token_ids(model, tokenizer), vocab_size=vocab
+        )
+    return cache[grammar]
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -38,10 +51,14 @@ def generate_batched(
     batch_size: int = 8,
     reporter: Reporter | None = None,
     desc: str = "generating",
+    grammar: str | None = None,
+    repetition_penalty: float = 1.0,
 ) -> list[str]:
-    """Greedy completions for already-rendered prompts (chat template applied), input order."""
+    """Greedy completions for already-rendered prompts (chat template applied), input order.
+    With `grammar` (GBNF, see `taskdecomp.grammar`) every token is drawn from what the grammar
+    allows next (`taskdecomp.constrain`); `repetition_penalty` > 1 discourages repeats."""
     import torch
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig, LogitsProcessorList
 
     reporter = reporter or Reporter.silent()
     if not prompts:
@@ -49,8 +66,15 @@ def generate_batched(
     eos = stop_token_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     config = GenerationConfig(
-        do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        repetition_penalty=repetition_penalty,
     )
+    constraint = None
+    if grammar is not None:
+        constraint = grammar_constraint(model, tokenizer, grammar)
     # The chat template already wrote the special tokens: don't let the tokenizer add a BOS.
     lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])  # longest first: OOM shows early
@@ -65,7 +89,10 @@ def generate_batched(
                 enc = tokenizer(
                     [prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
                 ).to(device)
-                out = model.generate(**enc, generation_config=config)
+                processors = LogitsProcessorList(
+                    [constraint.processor(len(idx))] if constraint is not None else []
+                )
+                out = model.generate(**enc, generation_config=config, logits_processor=processors)
                 new = out[:, enc["input_ids"].shape[1] :]
                 for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
                     outputs[i] = text.strip()

@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["infer_step"]
+__all__ = ["infer_step", "modality_mentions"]
 
 # --- vocabulary (lexicon.yaml) -----------------------------------------------------------------
 
@@ -238,3 +238,10 @@ def infer_step(description: str) -> tuple[str, str]:
         return into_mod, "generation"
     mod = obj_mod or _VERB_MODALITY.get(verb) or _first_modality(rest) or "text"
     return mod, "generation"
+
+
+def modality_mentions(text: str) -> list[tuple[int, str]]:
+    """(character offset, modality) of every modality noun in `text` ("podcast" → audio,
+    "thumbnail" → image), in order: the keyword part of the heuristic planner."""
+    low = text.lower().replace("’", "'")
+    return [(m.start(), _NOUN_MODALITY[m.group(1)]) for m in _NOUN_RE.finditer(low)]

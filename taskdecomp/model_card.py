@@ -50,9 +50,10 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _eval_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+def _eval_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     base, adapter = results.get("base") or {}, results.get("adapter") or {}
-    return [(m, _fmt(base.get(m, "—")), _fmt(adapter[m])) for m in adapter]
+    heuristic = results.get("heuristic") or {}
+    return [(m, _fmt(base.get(m, "—")), _fmt(adapter[m]), _fmt(heuristic.get(m, "—"))) for m in adapter]
 
 
 def write_model_card(
@@ -122,6 +123,7 @@ def write_model_card(
         eval_rows=_eval_rows(eval_results),
         eval_dataset=eval_dataset,
         eval_split=eval_results.get("split", "test"),
+        eval_constrained=eval_results.get("constrained", False),
     )
     path = out / "README.md"
     atomic_write_text(path, str(card))

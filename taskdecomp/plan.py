@@ -15,7 +15,7 @@ from typing import Any
 from taskdecomp import dispatch
 from taskdecomp.dispatch import HandlerRegistry, RunResult
 from taskdecomp.errors import InputError, TaskDecompError
-from taskdecomp.schema import make_row, parse_output, render_output
+from taskdecomp.schema import make_row, parse_output, render_output, untagged_steps
 from taskdecomp.validation import validate_row
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "DecompositionError",
     "plan_errors",
     "plan_from_text",
+    "answer_errors",
     "check_task",
     "MIN_TASK_CHARS",
     "MAX_TASK_CHARS",
@@ -143,6 +144,8 @@ def check_task(task: str) -> str:
     return text
 
 
+_PLACEHOLDER_TASK = "A placeholder task used for validation only"
+
 # Reasons about the user's own text (instruction/input) are not the model's fault: a re-ask
 # cannot fix them, and `check_task` already enforces the schema's limits on the task.
 _USER_TEXT = re.compile(r"^[\w-]+: (instruction|input)\b")
@@ -155,13 +158,29 @@ def plan_errors(row: dict[str, Any]) -> list[str]:
     return [r for r in validate_row(row) if not _USER_TEXT.match(r)]
 
 
+def answer_errors(
+    text: str, task: str = _PLACEHOLDER_TASK, *, input: str = "", source: str = "offline"
+) -> tuple[dict[str, Any], list[str]]:
+    """The row a model answer makes for `task`, and why it is not an acceptable plan (empty:
+    it is). The one acceptance rule for `decompose`, `evaluate-adapter` and the metric."""
+    steps = parse_output(text)
+    row = make_row({"instruction": task, "input": input, "subtasks": steps}, source)
+    if not steps:
+        return row, ["the answer has no numbered steps ('1. ...')"]
+    untagged = untagged_steps(text)
+    if untagged and len(untagged) < len(steps):
+        # a tagged plan with an untagged step was cut off (max_new_tokens) or is malformed:
+        # inferring that step's type would pass a broken plan off as whole
+        return row, [
+            f"step {untagged[0]} has no [modality operation] tag: the answer is cut off "
+            "(raise --max-new-tokens) or malformed"
+        ]
+    return row, plan_errors(row)
+
+
 def plan_from_text(task: str, text: str, *, input: str = "", source: str = "model:base") -> Plan:
     """Parse and validate model text; raises `DecompositionError` (one attempt) when invalid."""
-    steps = parse_output(text)
-    if not steps:
-        raise DecompositionError(task, [(text, ["the answer has no numbered steps ('1. ...')"])])
-    row = make_row({"instruction": task, "input": input, "subtasks": steps}, source)
-    errors = plan_errors(row)
+    row, errors = answer_errors(text, task, input=input, source=source)
     if errors:
         raise DecompositionError(task, [(text, errors)])
     return Plan.from_row(row, raw=text)

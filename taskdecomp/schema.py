@@ -36,6 +36,7 @@ __all__ = [
     "row_id",
     "render_output",
     "parse_output",
+    "untagged_steps",
     "classify_structure",
     "make_row",
 ]
@@ -104,13 +105,21 @@ _TAG = re.compile(
 _NUM = re.compile(r"(?:(?<=\s)|^)(\d{1,2})[.)](?=\s)", re.MULTILINE)
 
 
+_LINE_TWO = re.compile(r"^\s*2[.)]\s", re.MULTILINE)
+
+
 def _split_numbered(text: str) -> list[str]:
     """Split '1. a 2. b' / '1) a\\n2) b' into ['a', 'b']. Only the *next expected* number
-    starts a new step, so 'version 2. of the app' inside step 1 does not split it."""
+    starts a new step, so 'version 2. of the app' inside step 1 does not split it. When steps
+    start lines (a line begins with '2.'), only a number at the start of a line starts a step:
+    a description may then say '... in 2. take' without being cut."""
     pieces: list[str] = []
     expected, start = 1, None
+    by_line = _LINE_TWO.search(text) is not None
     for m in _NUM.finditer(text):
         if int(m.group(1)) != expected:
+            continue
+        if by_line and text[: m.start()].rstrip(" \t")[-1:] not in ("", "\n"):
             continue
         if start is not None:
             pieces.append(text[start : m.start()].strip())
@@ -118,6 +127,13 @@ def _split_numbered(text: str) -> list[str]:
     if start is not None:
         pieces.append(text[start:].strip())
     return [p for p in pieces if p]
+
+
+def untagged_steps(text: str) -> list[int]:
+    """Numbers of the steps in `text` that carry no `[modality operation]` tag."""
+    return [
+        i for i, piece in enumerate(_split_numbered(text), start=1) if not _TAG.search(_SPACE.sub(" ", piece))
+    ]
 
 
 def parse_output(text: str) -> list[dict[str, Any]]:

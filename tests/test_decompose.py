@@ -70,12 +70,21 @@ def test_invalid_answer_is_re_asked_with_the_error():
     assert "step 1 depends on" in last[5]["content"]  # the forward dependency
 
 
+CUT = "1. Write a script about urban bees for the episode. [text generation]\n2. Record the podcast episo"
+
+
 def test_never_returns_a_broken_plan():
-    gen = Scripted([PROSE, FORWARD, "1. Only one step here, not enough. [text generation]"])
+    gen = Scripted([PROSE, FORWARD, CUT])
     with pytest.raises(DecompositionError) as info:
         Decomposer(generator=gen, retries=2).decompose(TASK)
     assert len(info.value.attempts) == 3 and len(gen.calls) == 3
-    assert "subtasks" in str(info.value)  # the last error: too few subtasks (schema minItems)
+    assert "step 2 has no [modality operation] tag" in str(info.value)  # cut at max_new_tokens
+
+
+def test_a_single_step_plan_is_a_plan():
+    one = "1. Write a short caption for the photo of the bees. [text generation]"
+    plan = Decomposer(generator=Scripted([one])).decompose("Write a caption for my photo bees.jpg, please.")
+    assert len(plan.steps) == 1 and plan.structure == "chain" and schema_errors(plan.to_row()) == []
 
 
 def test_batched_rounds_only_re_ask_the_failures():

@@ -191,3 +191,33 @@ def test_just_trained_adapter_gives_both_columns_updates_and_pushes_the_card(
     shared = getattr(pytest, "shared_base_predictions", None)
     if shared is not None:  # same base model, same prompts, greedy: the same base column
         assert base_preds == shared
+
+
+@pytest.mark.slow
+def test_hand_labelled_requests_with_every_column(capsys, random_adapter, tmp_path):
+    """The hand-labelled file (rows with `steps`, no `output`), constrained and unconstrained
+    columns, and the heuristic baseline beside them."""
+    requests = Path(__file__).parent / "data" / "realistic_requests.jsonl"
+    out = tmp_path / "results.json"
+    args = [
+        "--adapter",
+        str(random_adapter),
+        "--dataset",
+        str(requests),
+        "--limit",
+        "4",
+        "--also-unconstrained",
+    ]
+    rc, _, err = run(capsys, *args, "--max-new-tokens", "40", "--batch-size", "4", "--output", str(out))
+    assert rc == 0, err
+    assert "| heuristic | base_unconstrained | adapter_unconstrained |" in err
+    results = json.loads(out.read_text())
+    assert results["constrained"] is True
+    for column in ("base", "adapter", "heuristic", "base_unconstrained", "adapter_unconstrained"):
+        assert set(results[column]) == set(METRIC_ORDER)
+    assert results["heuristic"]["plan_validity"] == 1.0
+    # under the grammar every answer has numbered steps; the untrained base alone has none
+    assert results["base"]["format_validity"] == 1.0
+    assert results["base_unconstrained"]["format_validity"] < 1.0
+    preds = _predictions(out)
+    assert preds[0]["reference"].startswith("1. Transcribe meeting.mp3 [audio analysis]")

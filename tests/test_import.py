@@ -160,7 +160,7 @@ ALPACA = [
     },
     {
         "instruction": "Just do one thing with a single numbered step here.",
-        "output": "1. Only a single step here.",
+        "output": "1. Only one.",  # a one-step plan is valid, a two-word step is not
     },
     {
         "instruction": "Plan an absurdly long project with far too many steps in it.",
@@ -199,7 +199,7 @@ def test_mixed_inputs_fixes_rejects_duplicates(tmp_path, capsys):
     assert "input_filled" in fixes[("part_10.jsonl", 1)] and "input_filled" not in fixes[("part_2.json", 0)]
 
     rejected = {(Path(r["file"]).name, r["index"]): r["reasons"] for r in report["rejected"]}
-    assert set(rejected) == {("part_2.json", 2), ("part_2.json", 3)}  # 1 step, 9 steps
+    assert set(rejected) == {("part_2.json", 2), ("part_2.json", 3)}  # a 2-word step, 9 steps
     assert all(rejected.values())
     assert len((out / "rejects.jsonl").read_text().splitlines()) == 2
 

@@ -84,8 +84,10 @@ def test_unparseable_prediction(metric):
     assert s["step_count_mae"] == 3.0 and s["step_f1"] == 0.0 and s["modality_f1"] == 0.0
 
 
-def test_plan_validity_catches_a_single_step_and_forward_dependencies(metric):
-    assert score(metric, "1. Write a short script about urban beekeeping.")["plan_validity"] == 0.0
+def test_plan_validity_takes_one_step_but_not_a_cut_plan_or_forward_dependencies(metric):
+    assert score(metric, "1. Write a short script about urban beekeeping.")["plan_validity"] == 1.0
+    cut = "1. Write a short script about urban beekeeping. [text generation]\n2. Record the episo"
+    assert score(metric, cut)["plan_validity"] == 0.0
     forward = (
         "1. Write a script about bees. [text generation; after 2]\n2. Draw a bee poster. [image generation]"
     )

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from taskdecomp.schema import make_row, parse_output, render_output, row_id
+from taskdecomp.schema import make_row, parse_output, render_output, row_id, schema_errors
 from taskdecomp.taxonomy import Cell
 from taskdecomp.validation import REASON_CODES, reason_code, validate_row
 
@@ -79,7 +79,7 @@ def test_parallel_and_dag_rows_pass():
     [
         (lambda r: r["subtasks"][0].update(modality="smell"), "schema"),
         (lambda r: r.pop("source"), "schema"),
-        (lambda r: r.update(subtasks=r["subtasks"][:1]), "schema"),
+        (lambda r: r.update(subtasks=[]), "schema"),
         (lambda r: r.update(id="0" * 16), "id-mismatch"),
         (lambda r: r.update(output=r["output"] + "\n4. Extra."), "output-mismatch"),
         (lambda r: r.update(modalities=["audio", "image", "text"]), "modalities-field"),
@@ -91,6 +91,15 @@ def test_field_defects(edit, code):
     edit(row)
     got = validate_row(row)
     assert code in {reason_code(r) for r in got}, got
+
+
+def test_a_one_step_row_is_valid_but_fills_no_multi_step_cell():
+    row = good_row()
+    row["subtasks"] = row["subtasks"][:1]
+    rerender(row)
+    row["modalities"] = [row["subtasks"][0]["modality"]]
+    assert schema_errors(row) == [] and "too-few-steps" not in codes(row)
+    assert "too-few-steps" in codes(row, Cell(tuple(row["modalities"]), "chain"))
 
 
 def test_schema_reason_names_the_path():
