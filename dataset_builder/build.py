@@ -26,10 +26,11 @@ from taskdecomp.config import to_dict
 from taskdecomp.errors import AuthError, BackendError, ConfigError, Interrupted
 from taskdecomp.reporter import Progress, Reporter
 from taskdecomp.schema import make_row
-from taskdecomp.stats import DatasetStats, Dedup, Taxonomy, coverage, coverage_table
+from taskdecomp.stats import DatasetStats, Dedup, Taxonomy, coverage, coverage_table, tool_coverage_table
 from taskdecomp.taxonomy import CELLS, MAX_STEPS, MIN_STEPS, Cell
 from taskdecomp.validation import reason_code, validate_row
 
+from . import toolgraph
 from .backend import Backend, GenerationRequest, GenerationResult, Usage
 from .build_config import BuildConfig
 from .dedup import Deduplicator
@@ -87,6 +88,8 @@ def _check_options(cfg: BuildConfig, kind: str) -> None:
 
 
 def _make_backend(kind: str, cfg: BuildConfig, reporter: Reporter) -> Backend:
+    if kind == "offline" and cfg.tools:  # tool-graph rows (dataset_builder/toolgraph.py)
+        return toolgraph.tool_backend(cfg)
     if kind == "offline":
         from .offline import OfflineBackend
 
@@ -132,6 +135,7 @@ def _fingerprint(cfg: BuildConfig, kind: str, weights: dict[str, float] | None) 
         "weights": weights,
         "dedup_threshold": cfg.dedup_threshold,
         "prompt_version": _prompt_version(kind),
+        **({"tools": toolgraph.tool_fingerprint(cfg)} if cfg.tools else {}),
     }
 
 
@@ -164,9 +168,12 @@ class Scheduler:
     duplicates: collections.Counter[str] = field(default_factory=collections.Counter)
     surplus: int = 0
     _rr: int = 0
+    # the row check: the taxonomy's by default; a tool-graph build passes its own
+    validate: Callable[[dict[str, Any], Cell], list[str]] = validate_row
 
     def __post_init__(self) -> None:
         self.cells = [c for c in CELLS if self.quotas.get(c, 0) > 0]
+        self.cells += [c for c, q in self.quotas.items() if q > 0 and c not in CELLS]  # tool cells
         self.accepted = {c: [] for c in self.cells}
         self.inflight = dict.fromkeys(self.cells, 0)
         self.k_next = dict.fromkeys(self.cells, 0)
@@ -215,7 +222,7 @@ class Scheduler:
                 )
                 continue
             row = make_row(cand, self.source)
-            reasons = validate_row(row, cell)
+            reasons = self.validate(row, cell)
             if reasons:
                 self.rejects.append(
                     {"cell": cell.key, "request": request.request_id, "reasons": reasons, "row": row}
@@ -234,7 +241,12 @@ class Scheduler:
 
 
 def _new_scheduler(cfg: BuildConfig, quotas: dict[Cell, int], build_id: str, source: str) -> Scheduler:
-    return Scheduler(quotas, cfg.rows_per_call, cfg.seed, build_id, source, Deduplicator(cfg.dedup_threshold))
+    sched = Scheduler(
+        quotas, cfg.rows_per_call, cfg.seed, build_id, source, Deduplicator(cfg.dedup_threshold)
+    )
+    if cfg.tools:
+        sched.validate = toolgraph.tool_validator(cfg)
+    return sched
 
 
 # --- dry run ------------------------------------------------------------------------------
@@ -243,8 +255,11 @@ def plan(cfg: BuildConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     reporter = reporter or Reporter.silent()
     kind = _backend_kind(cfg)
     _check_options(cfg, kind)
-    weights = load_weights(cfg.quotas) if cfg.quotas else None
-    quotas = plan_quotas(cfg.n, weights, cfg.seed)
+    if cfg.tools:  # quotas over tool cells (structure x size), the catalogue checked
+        weights, quotas = toolgraph.tool_plan(cfg, kind)
+    else:
+        weights = load_weights(cfg.quotas) if cfg.quotas else None
+        quotas = plan_quotas(cfg.n, weights, cfg.seed)
     requests = sum(math.ceil(q / cfg.rows_per_call) for q in quotas.values() if q)
     prompt_tokens = completion_tokens = 0
     cost = 0.0
@@ -516,8 +531,11 @@ def build(cfg: BuildConfig, reporter: Reporter | None = None) -> BuildSummary:
     _check_out_dir(out)
     kind = _backend_kind(cfg)
     _check_options(cfg, kind)
-    weights = load_weights(cfg.quotas) if cfg.quotas else None
-    quotas = plan_quotas(cfg.n, weights, cfg.seed)
+    if cfg.tools:  # quotas over tool cells (structure x size), the catalogue checked
+        weights, quotas = toolgraph.tool_plan(cfg, kind)
+    else:
+        weights = load_weights(cfg.quotas) if cfg.quotas else None
+        quotas = plan_quotas(cfg.n, weights, cfg.seed)
     fingerprint = _fingerprint(cfg, kind, weights)
     journal = Journal(out, fingerprint, fsync_every=1 if kind == "openai" else 256)
     resuming = journal.check_compatible()
@@ -586,6 +604,9 @@ def _write_outputs(
         raise BackendError("no valid rows were produced; see rejects.jsonl for why")
     reject_counts = collections.Counter(reason_code(r["reasons"][0]) for r in sched.rejects)
     table = coverage_table(coverage(rows))
+    tools = toolgraph.tool_stats(cfg, rows) if cfg.tools else {}
+    if tools:
+        table += "\n\n" + tool_coverage_table(tools["tool_coverage"])
     config = to_dict(cfg)
     template = DatasetStats(
         n_rows=0,
@@ -614,6 +635,7 @@ def _write_outputs(
         ),
         stopped=run.stopped,
         config={k: v for k, v in config.items() if k not in ("quiet",)},
+        **tools,
     )
     _, written = write_dataset(
         out,

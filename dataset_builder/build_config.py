@@ -49,6 +49,13 @@ class BuildConfig:
     quotas: str | None = field(
         default=None, metadata=_h("YAML of per-cell weights (see recipes/quotas.example.yaml)")
     )
+    tools: str | None = field(
+        default=None,
+        metadata=_h(
+            "tool catalogue (YAML, or 'default' for the built-in one): build tool-graph rows whose "
+            "steps name tools, with quotas over structure x size (--quotas keys: single, chain, dag/4, *)"
+        ),
+    )
     test_size: float = field(
         default=0.1, metadata=_h("share of rows in the test split (stratified by modalities)")
     )

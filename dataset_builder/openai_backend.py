@@ -84,6 +84,11 @@ def candidate_schema() -> dict[str, Any]:
     instruction/input/structure/subtasks (the rest of a row is derived by `make_row`)."""
     props = row_schema()["properties"]
     candidate = _strict({"type": "object", "properties": {k: props[k] for k in _CANDIDATE_FIELDS}})
+    # strict mode makes every key required: the optional tool fields (tool-graph rows) stay out
+    step = candidate["properties"]["subtasks"]["items"]
+    for key in ("tool", "args"):
+        step["properties"].pop(key, None)
+    step["required"] = list(step["properties"])
     return {
         "type": "object",
         "properties": {"rows": {"type": "array", "items": candidate}},

@@ -110,12 +110,13 @@ def write_splits(splits: dict[str, list[dict[str, Any]]], out: Path) -> dict[str
     # datasets (+ pyarrow) cost ~1.4 s to import: only a command that writes shards pays it
     import datasets
 
-    from taskdecomp.loader_script.features import FEATURES, SPLITS, shard_name
+    from taskdecomp.loader_script.features import SPLITS, features_for, shard_name, storage_rows
 
     datasets.disable_progress_bars()  # progress goes through our Reporter, not datasets' bars
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     written: dict[str, list[str]] = {}
+    features = features_for(r for rows in splits.values() for r in rows)  # + tool/args when steps name tools
     for split in SPLITS:
         rows = splits.get(split) or []
         if not rows:
@@ -126,7 +127,8 @@ def write_splits(splits: dict[str, list[dict[str, Any]]], out: Path) -> dict[str
             chunk = rows[i * MAX_SHARD_ROWS : (i + 1) * MAX_SHARD_ROWS]
             rel = shard_name(split, i, total)
             with atomic_path(out / rel, suffix=".parquet.tmp") as tmp:
-                datasets.Dataset.from_list(chunk, features=FEATURES).to_parquet(str(tmp))
+                stored = storage_rows(chunk, features)
+                datasets.Dataset.from_list(stored, features=features).to_parquet(str(tmp))
             written[split].append(rel)
     keep = {p for paths in written.values() for p in paths}
     for stale in data.glob("*.parquet"):

@@ -9,6 +9,11 @@ unconstrained columns, so one run shows what the grammar changes.
 
 The dataset may be a built one (`output` column) or a hand-labelled file whose rows carry
 `steps` (`tests/data/realistic_requests.jsonl`): its plan is rendered into `output` here.
+
+A dataset whose reference plans name tools (a `build-dataset --tools` one) is evaluated as tool
+planning: the tool prompt and grammar of the catalogue (`--tools`, default the built-in one),
+the heuristic's keyword -> tool rule, plan validity against the catalogue, and the tool
+metrics node_f1, link_f1 and arg_f1.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskdecomp.errors import ConfigError, InputError
 from taskdecomp.files import atomic_write_json, atomic_write_text
@@ -26,9 +31,13 @@ from taskdecomp.models import check_base, load_model
 from taskdecomp.records import read_json_records
 from taskdecomp.reporter import Reporter
 
+if TYPE_CHECKING:
+    from taskdecomp.catalogue import Catalogue
+
 __all__ = [
     "EvalConfig",
     "METRIC_ORDER",
+    "TOOL_METRIC_ORDER",
     "load_eval_rows",
     "evaluate_adapter",
     "results_table",
@@ -48,6 +57,8 @@ METRIC_ORDER = (
     "step_recall",
     "step_f1",
 )
+# ... and after them, on a dataset whose plans name tools
+TOOL_METRIC_ORDER = ("node_f1", "link_f1", "arg_f1")
 LOWER_IS_BETTER = {"step_count_mae"}
 
 
@@ -72,6 +83,12 @@ class EvalConfig:
         default=False, metadata={"help": "also score base and adapter without the grammar"}
     )
     repetition_penalty: float = field(default=1.0, metadata={"help": ">1 discourages repeats (1.0 = off)"})
+    tools: str | None = field(
+        default=None,
+        metadata={
+            "help": "tool catalogue of a tool dataset (default: the built-in one when its plans name tools)"
+        },
+    )
     batch_size: int = field(default=8, metadata={"help": "prompts per generation batch"})
     quantize_4bit: bool | None = field(
         default=None, metadata={"help": "load the base in 4-bit (default: as the adapter was trained)"}
@@ -304,7 +321,7 @@ def results_table(results: dict[str, Any]) -> str:
     extra = [c for c in COLUMNS[2:] if c in results]
     head = "| metric | base | adapter | change |" + "".join(f" {c} |" for c in extra)
     lines = [head, "|---|---:|---:|---:|" + "---:|" * len(extra)]
-    for key in METRIC_ORDER:
+    for key in (*METRIC_ORDER, *TOOL_METRIC_ORDER):
         if key not in base:
             continue
         delta = adapter[key] - base[key]
@@ -319,7 +336,7 @@ def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[
     """Generate for base and adapter, score both; write the JSON (and card / push if asked)."""
     from taskdecomp.evaluation import load_metric
     from taskdecomp.generation import generate_batched
-    from taskdecomp.grammar import plan_grammar
+    from taskdecomp.grammar import plan_grammar, tool_plan_grammar
     from taskdecomp.heuristic import heuristic_answer
     from taskdecomp.promptfmt import render_prompt
 
@@ -336,19 +353,21 @@ def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[
     if cfg.update_card and Path(cfg.adapter).is_dir():
         _check_output(Path(cfg.adapter) / "README.md", "model card")
     rows = load_eval_rows(cfg.dataset, cfg.split, cfg.limit)
+    catalogue, catalogue_path = _catalogue(cfg, rows)  # a bad catalogue fails before the model loads
     if _looks_like_repo(cfg.adapter):
         check_hub_repo(cfg.adapter, "model", "--adapter")
     reporter.info(f"evaluating on {len(rows)} rows of {cfg.dataset} [{cfg.split}]")
     model, tokenizer = load_model(cfg.adapter, base=cfg.base, quantize_4bit=cfg.quantize_4bit)
     base_id = check_base(model, None, cfg.adapter)
-    prompts = [render_prompt(tokenizer, r["instruction"], r.get("input") or "") for r in rows]
+    prompts = [render_prompt(tokenizer, r["instruction"], r.get("input") or "", catalogue) for r in rows]
     references = [r["output"] for r in rows]
+    grammar = plan_grammar() if catalogue is None else tool_plan_grammar(catalogue)
 
     def generate(desc: str, constrain: bool) -> list[str]:  # the same settings for every column
         return generate_batched(
             model, tokenizer, prompts, desc=desc, max_new_tokens=cfg.max_new_tokens,
             batch_size=cfg.batch_size, reporter=reporter, repetition_penalty=cfg.repetition_penalty,
-            grammar=plan_grammar() if constrain else None,
+            grammar=grammar if constrain else None,
         )  # fmt: skip
 
     outputs: dict[str, list[str]] = {}
@@ -359,11 +378,12 @@ def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[
         with model.disable_adapter():
             outputs["base" + suffix] = generate("base" + suffix, constrain)
         outputs["adapter" + suffix] = generate("adapter" + suffix, constrain)
-    outputs["heuristic"] = [heuristic_answer(r["instruction"]) for r in rows]
+    outputs["heuristic"] = [heuristic_answer(r["instruction"], catalogue) for r in rows]
 
     metric = load_metric()
     results: dict[str, Any] = {
-        name: metric.compute(predictions=texts, references=references) for name, texts in outputs.items()
+        name: metric.compute(predictions=texts, references=references, catalogue=catalogue_path)
+        for name, texts in outputs.items()
     }
     results.update(
         {
@@ -375,6 +395,7 @@ def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[
             "max_new_tokens": cfg.max_new_tokens,
             "constrained": cfg.constrain,
             "repetition_penalty": cfg.repetition_penalty,
+            **({"tools": catalogue.name} if catalogue is not None else {}),
         }
     )
     atomic_write_json(output, results)
@@ -399,6 +420,20 @@ def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[
     if cfg.update_card:
         _update_card(cfg, results, output, reporter, token)
     return results
+
+
+def _catalogue(cfg: EvalConfig, rows: list[dict[str, Any]]) -> tuple[Catalogue | None, str | None]:
+    """The catalogue to plan with and its file: `--tools`, else the default one when a reference
+    plan names a tool; (None, None) for a dataset without tools."""
+    from taskdecomp.schema import parse_output
+
+    if cfg.tools is None and not any(st.get("tool") for r in rows for st in parse_output(r["output"])):
+        return None, None
+    from taskdecomp.catalogue import DEFAULT_CATALOGUE_PATH, default_catalogue, load_catalogue
+
+    if cfg.tools is None or cfg.tools == "default":
+        return default_catalogue(), str(DEFAULT_CATALOGUE_PATH)
+    return load_catalogue(cfg.tools), cfg.tools
 
 
 def _update_card(

@@ -25,9 +25,16 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from taskdecomp.errors import InputError, redact
 from taskdecomp.files import atomic_write_text
 from taskdecomp.loader_script.chart import render_coverage_chart
-from taskdecomp.loader_script.features import ALPACA_COLUMNS, FEATURES, SPLITS, configs_yaml, read_rows
+from taskdecomp.loader_script.features import (
+    ALPACA_COLUMNS,
+    FEATURES,
+    SPLITS,
+    configs_yaml,
+    read_rows,
+    shard_features,
+)
 from taskdecomp.schema import MODALITIES
-from taskdecomp.stats import DatasetStats, coverage, coverage_table
+from taskdecomp.stats import DatasetStats, coverage, coverage_table, tool_coverage_table
 
 __all__ = [
     "write_dataset_card",
@@ -103,11 +110,12 @@ def _split_sizes(out_dir: Path) -> dict[str, tuple[int, int]]:
     return sizes
 
 
-def _dataset_info(sizes: dict[str, tuple[int, int]]) -> DatasetInfosDict:
-    """`dataset_info` for both configs: features + split sizes (the alpaca config's 3 columns)."""
+def _dataset_info(sizes: dict[str, tuple[int, int]], full: datasets.Features = FEATURES) -> DatasetInfosDict:
+    """`dataset_info` for both configs: features + split sizes (the alpaca config's 3 columns);
+    `full` is what the shards store (with tool/args for a tool-graph dataset)."""
     infos = DatasetInfosDict()
-    alpaca = datasets.Features({c: FEATURES[c] for c in ALPACA_COLUMNS})
-    for name, features in (("default", FEATURES), ("alpaca", alpaca)):
+    alpaca = datasets.Features({c: full[c] for c in ALPACA_COLUMNS})
+    for name, features in (("default", full), ("alpaca", alpaca)):
         splits = datasets.SplitDict()
         for split, (n, nbytes) in sizes.items():
             splits.add(datasets.SplitInfo(name=split, num_examples=n, num_bytes=nbytes))
@@ -122,7 +130,9 @@ def _example(out_dir: Path) -> dict[str, Any]:
     return table.slice(0, 1).to_pylist()[0] if table.num_rows else {}
 
 
-def _card_data(sizes: dict[str, tuple[int, int]], pretty_name: str) -> DatasetCardData:
+def _card_data(
+    sizes: dict[str, tuple[int, int]], pretty_name: str, features: datasets.Features = FEATURES
+) -> DatasetCardData:
     n_rows = sum(n for n, _ in sizes.values())
     data = DatasetCardData(
         license="mit",
@@ -134,7 +144,7 @@ def _card_data(sizes: dict[str, tuple[int, int]], pretty_name: str) -> DatasetCa
         # deep copies: shared lists would be dumped as YAML anchors (&id001), which reads badly
         configs=[copy.deepcopy(c) for c in configs_yaml({s: n for s, (n, _) in sizes.items()})],
     )
-    _dataset_info(sizes).to_dataset_card_data(data)
+    _dataset_info(sizes, features).to_dataset_card_data(data)
     return data
 
 
@@ -150,7 +160,7 @@ def _render(out_dir: Path, stats: DatasetStats, cov: dict[str, dict[str, int]], 
     pretty_name = "Multi-modal task decomposition"
     template = resources.files("taskdecomp.loader_script").joinpath("dataset_card.md.j2").read_text("utf-8")
     card = DatasetCard.from_template(
-        _card_data(sizes, pretty_name),
+        _card_data(sizes, pretty_name, shard_features(out_dir)),
         template_str=template,
         repo_id=repo_id or PLACEHOLDER_REPO_ID,
         n_rows=sum(n for n, _ in sizes.values()),
@@ -177,6 +187,10 @@ def _render(out_dir: Path, stats: DatasetStats, cov: dict[str, dict[str, int]], 
         dup_near=stats.dedup.near,
         example_json=json.dumps(_example(out_dir), indent=2, ensure_ascii=False),
         coverage_table=coverage_table(cov),
+        # tool-graph datasets (build-dataset --tools): the catalogue and rows per tool / tool cell
+        catalogue=stats.catalogue,
+        tool_coverage_table=tool_coverage_table(stats.tool_coverage) if stats.tool_coverage else "",
+        tool_graphs=stats.tool_graphs,
         license_name="MIT",
     )
     # Belt and braces: nothing secret is in stats.json, but a card is public.
@@ -192,7 +206,7 @@ def render_dataset_card(out_dir: Path, *, repo_id: str | None = None, chart: Pat
     stats = require_built(out_dir)
     cov = _coverage(out_dir, stats)  # once: for an older build it means reading every shard
     text = _render(out_dir, stats, cov, repo_id)
-    render_coverage_chart(cov, chart)
+    render_coverage_chart(cov, chart, tools=stats.tool_coverage or None)
     return text if text.endswith("\n") else text + "\n"
 
 

@@ -7,12 +7,24 @@ the card's YAML. So the "loader" is data: `CONFIGS` below, rendered into the car
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import datasets
 
-__all__ = ["FEATURES", "ALPACA_COLUMNS", "SPLITS", "shard_name", "configs_yaml", "read_rows"]
+__all__ = [
+    "FEATURES",
+    "TOOL_FEATURES",
+    "ALPACA_COLUMNS",
+    "SPLITS",
+    "features_for",
+    "storage_rows",
+    "shard_features",
+    "shard_name",
+    "configs_yaml",
+    "read_rows",
+]
 
 SPLITS = ("train", "test")
 ALPACA_COLUMNS = ("instruction", "input", "output")
@@ -38,6 +50,56 @@ FEATURES = datasets.Features(
     }
 )
 
+# A dataset whose steps name tools (`build-dataset --tools`) also stores each step's `tool` and
+# `args`; Parquet gives every step of such a dataset both columns: a step without a tool is
+# stored as tool null, args [] (`storage_rows`), and `read_rows` drops them again. A dataset
+# without tools keeps exactly `FEATURES`.
+TOOL_FEATURES = datasets.Features(
+    {
+        **FEATURES,
+        "subtasks": datasets.List(
+            {
+                **FEATURES["subtasks"].feature,
+                "tool": datasets.Value("string"),
+                "args": datasets.List(datasets.Value("string")),
+            }
+        ),
+    }
+)
+
+
+def features_for(rows: Iterable[dict[str, Any]]) -> datasets.Features:
+    """`TOOL_FEATURES` when any step of `rows` names a tool, else `FEATURES`."""
+    tooled = any(st.get("tool") for r in rows for st in r.get("subtasks") or ())
+    return TOOL_FEATURES if tooled else FEATURES
+
+
+def storage_rows(rows: Iterable[dict[str, Any]], features: datasets.Features) -> list[dict[str, Any]]:
+    """`rows` as the shards store them: under `TOOL_FEATURES` every step has `tool` (None
+    when it has none) and `args` ([] when it has none)."""
+    if features is not TOOL_FEATURES:
+        return list(rows)
+    return [
+        {
+            **r,
+            "subtasks": [
+                {**st, "tool": st.get("tool"), "args": list(st.get("args") or [])} for st in r["subtasks"]
+            ],
+        }
+        for r in rows
+    ]
+
+
+def shard_features(out: Path) -> datasets.Features:
+    """The features of a built folder's shards: `TOOL_FEATURES` when they store tools."""
+    import pyarrow.parquet as pq
+
+    for split in SPLITS:
+        for path in sorted((out / "data").glob(f"{split}-*.parquet")):
+            step = pq.read_schema(path).field("subtasks").type.value_type
+            return TOOL_FEATURES if step.get_field_index("tool") >= 0 else FEATURES
+    return FEATURES
+
 
 def shard_name(split: str, index: int = 0, total: int = 1) -> str:
     return f"data/{split}-{index:05d}-of-{total:05d}.parquet"
@@ -58,6 +120,17 @@ def read_rows(out: Path) -> dict[str, list[dict[str, Any]]]:
     for split in SPLITS:
         files = sorted(str(p) for p in (out / "data").glob(f"{split}-*.parquet"))
         if files:
-            ds = datasets.Dataset.from_parquet(files, features=FEATURES)
-            result[split] = ds.to_list()  # type: ignore[union-attr]
+            ds = datasets.Dataset.from_parquet(files, features=shard_features(out))
+            result[split] = [_untyped_tools(r) for r in ds.to_list()]  # type: ignore[union-attr]
     return result
+
+
+def _untyped_tools(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as it was written: a step's `tool` only when set, its `args` only when non-empty
+    (Parquet gives every step both columns)."""
+    for st in row.get("subtasks") or ():
+        if st.get("tool") is None:
+            st.pop("tool", None)
+        if not st.get("args"):
+            st.pop("args", None)
+    return row

@@ -6,6 +6,7 @@
     decompose "..." --run --dry-run                    # prints the schedule (waves) and placeholders
     decompose "..." --planner heuristic                # the keyword baseline: no model at all
     decompose "..." --base-url http://127.0.0.1:8000/v1 --model task-adapter   # vLLM, SGLang, llama.cpp
+    decompose "..." --tools catalogue.yaml --format hugginggpt   # a tool plan, as HuggingGPT's task list
 
 Local and remote generation are constrained by the plan grammar (`--no-constrain` and
 `--constraint none` turn it off).
@@ -29,6 +30,7 @@ from taskdecomp.errors import ConfigError, InputError
 from taskdecomp.reporter import Reporter
 
 if TYPE_CHECKING:  # for annotations only: the planner is imported once the arguments are good
+    from taskdecomp.catalogue import Catalogue
     from taskdecomp.planner import Decomposer, HandlerRegistry, Plan, RunResult
 
 __all__ = ["DecomposeConfig", "main", "format_schedule"]
@@ -71,6 +73,14 @@ class DecomposeConfig:
         default="none", metadata={"help": "heuristic: a task with no valid model plan gets the keyword plan"}
     )
     json: bool = field(default=False, metadata={"help": "print the plan as a dataset row (JSON)"})
+    format: Literal["text", "json", "hugginggpt", "taskbench"] = field(
+        default="text",
+        metadata={"help": "text, json (a dataset row), hugginggpt ([{task, id, dep, args}]) or taskbench"},
+    )
+    tools: str | None = field(
+        default=None,
+        metadata={"help": "tool catalogue (YAML; 'default': the built-in one): each step names a tool"},
+    )
     run: bool = field(default=False, metadata={"help": "execute the plan with the registered handlers"})
     dry_run: bool = field(default=False, metadata={"help": "with --run: record the schedule, call nothing"})
     text_model: str | None = field(
@@ -111,6 +121,10 @@ class DecomposeConfig:
             raise ConfigError("--model only applies with --base-url (use --base for a local base model)")
         if self.planner == "heuristic" and (self.adapter or self.base_url):
             raise ConfigError("--planner heuristic uses no model: drop --adapter/--base-url")
+        if self.json:
+            if self.format not in ("text", "json"):
+                raise ConfigError(f"--json and --format {self.format} exclude each other: pass one of them")
+            self.format = "json"
 
 
 def _read_tasks(file: str) -> list[str]:
@@ -150,8 +164,9 @@ def format_schedule(plan: Plan, result: RunResult) -> str:
         for n in wave:
             s, r = plan.step(n), result.steps[n]
             after = f" after {', '.join(map(str, s.depends_on))}" if s.depends_on else ""
+            tool = f" tool {s.tool}" if s.tool else ""
             detail = r.output if r.status == "ok" else r.error
-            lines.append(f"  step {n} [{s.modality} {s.operation}{after}] {r.status}: {detail}")
+            lines.append(f"  step {n} [{s.modality} {s.operation}{tool}{after}] {r.status}: {detail}")
     return "\n".join(lines)
 
 
@@ -186,16 +201,25 @@ def _checked(task: str) -> str | InputError:
         return exc
 
 
-def _decomposer(cfg: DecomposeConfig, reporter: Reporter) -> Decomposer:
+def _catalogue(cfg: DecomposeConfig) -> Catalogue | None:
+    """`--tools`: the catalogue file (one line and exit 2 when it is bad), or None."""
+    if cfg.tools is None:
+        return None
+    from taskdecomp.catalogue import default_catalogue, load_catalogue
+
+    return default_catalogue() if cfg.tools == "default" else load_catalogue(cfg.tools)
+
+
+def _decomposer(cfg: DecomposeConfig, reporter: Reporter, tools: Catalogue | None = None) -> Decomposer:
     from taskdecomp.planner import Decomposer
 
     common = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, retries=cfg.retries,
-                  fallback=cfg.fallback, reporter=reporter)  # fmt: skip
+                  fallback=cfg.fallback, reporter=reporter, tools=tools)  # fmt: skip
     if cfg.planner == "heuristic":
         from taskdecomp.heuristic import HEURISTIC_SOURCE, heuristic_answer
 
         def keyword_rule(conversations: list[list[dict[str, str]]]) -> list[str]:
-            return [heuristic_answer(c[1]["content"].split("\n\nInput:\n")[0]) for c in conversations]
+            return [heuristic_answer(c[1]["content"].split("\n\nInput:\n")[0], tools) for c in conversations]
 
         return Decomposer(generator=keyword_rule, source=HEURISTIC_SOURCE, **common)  # type: ignore[arg-type]
     if cfg.base_url:
@@ -204,6 +228,7 @@ def _decomposer(cfg: DecomposeConfig, reporter: Reporter) -> Decomposer:
         remote = RemoteGenerator(
             cfg.base_url, cfg.model, constraint=cfg.constraint, server=cfg.server,
             max_new_tokens=cfg.max_new_tokens, concurrency=cfg.batch_size, timeout=cfg.timeout,
+            catalogue=tools,
         )  # fmt: skip
         return Decomposer(remote.model, generator=remote, **common)  # type: ignore[arg-type]
     if cfg.adapter:
@@ -230,8 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     tasks = [cfg.task or ""] if cfg.file is None else _read_tasks(cfg.file)
     if cfg.file is None:
         check_task(tasks[0])  # bad input fails before the model loads
+    tools = _catalogue(cfg)  # a bad catalogue fails before the model loads too
     handlers = _handlers(cfg, reporter) if cfg.run else None
-    decomposer = _decomposer(cfg, reporter)
+    decomposer = _decomposer(cfg, reporter, tools)
     plans: list[Plan | DecompositionError | InputError]
     if cfg.file is None:
         plans = [decomposer.decompose(tasks[0], cfg.input)]  # DecompositionError → one line, exit 2
@@ -250,7 +276,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_result = plan.run(handlers, max_concurrency=cfg.max_concurrency) if handlers is not None else None
         if run_result is not None and not run_result.ok:
             failed += 1
-        if cfg.json or cfg.file is not None:
+        if cfg.format in ("hugginggpt", "taskbench"):
+            out = plan.to_hugginggpt(tools) if cfg.format == "hugginggpt" else plan.to_taskbench()
+            print(json.dumps(out, ensure_ascii=False, indent=None if cfg.file else 2), flush=True)
+            if run_result is not None:  # stdout stays the format's JSON
+                reporter.info(format_schedule(plan, run_result))
+        elif cfg.format == "json" or cfg.file is not None:
             if run_result is not None:
                 record["run"] = run_result.to_dict()
             print(json.dumps(record, ensure_ascii=False), flush=True)

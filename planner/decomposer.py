@@ -8,6 +8,11 @@ Each round generates for every task still without a valid plan in one batched ca
 answer is re-asked: the conversation continues with the model's answer and a stricter user
 message naming what was wrong (`prompts/decompose_retry.j2`), greedy again. After `retries`
 re-asks the task gets a `DecompositionError` holding every attempt: never a broken plan.
+
+With `tools=CATALOGUE` (`decompose --tools`) the plans are tool plans: the prompt lists the
+catalogue (`taskdecomp.promptfmt`), the grammar is the catalogue's (`tool_plan_grammar`), and an
+answer is accepted only when every step names a catalogue tool whose types chain along its
+dependencies; the re-ask says so (`prompts/decompose_tools_retry.j2`).
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskdecomp.plan import DecompositionError, Plan, check_task, plan_from_text
 from taskdecomp.reporter import Reporter
+
+if TYPE_CHECKING:
+    from taskdecomp.catalogue import Catalogue
 
 __all__ = ["Decomposer", "decompose", "DEFAULT_BASE", "Generator"]
 
@@ -54,8 +62,10 @@ class Decomposer:
         generator: Generator | None = None,
         source: str | None = None,
         reporter: Reporter | None = None,
+        tools: Catalogue | None = None,
     ) -> None:
         self.reporter = reporter or Reporter.silent()
+        self.tools = tools  # a catalogue: tool plans (prompt, grammar and acceptance)
         self.retries = max(0, retries)
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.adapter = adapter
@@ -98,8 +108,11 @@ class Decomposer:
 
     def _generate_with_model(self, conversations: list[list[dict[str, str]]]) -> list[str]:
         from taskdecomp.generation import generate_batched
-        from taskdecomp.grammar import plan_grammar
+        from taskdecomp.grammar import plan_grammar, tool_plan_grammar
 
+        grammar = None
+        if self.constrain:
+            grammar = plan_grammar() if self.tools is None else tool_plan_grammar(self.tools)
         prompts = [
             self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
             for c in conversations
@@ -112,7 +125,7 @@ class Decomposer:
             batch_size=self.batch_size,
             reporter=self.reporter,
             desc="planning",
-            grammar=plan_grammar() if self.constrain else None,
+            grammar=grammar,
             repetition_penalty=self.repetition_penalty,
         )
 
@@ -121,11 +134,10 @@ class Decomposer:
     ) -> list[Plan | DecompositionError]:
         """One result per task, in order: a valid `Plan` or the `DecompositionError`."""
         from taskdecomp.promptfmt import build_messages
-        from taskdecomp.prompts import render
 
         texts = [check_task(t) for t in tasks]
         ctx = [(s or "").strip() for s in (inputs or [""] * len(texts))]
-        conversations = [build_messages(t, c) for t, c in zip(texts, ctx, strict=True)]
+        conversations = [build_messages(t, c, self.tools) for t, c in zip(texts, ctx, strict=True)]
         attempts: list[list[tuple[str, list[str]]]] = [[] for _ in texts]
         results: list[Plan | DecompositionError | None] = [None] * len(texts)
         pending = list(range(len(texts)))
@@ -138,14 +150,16 @@ class Decomposer:
             still = []
             for i, answer in zip(pending, answers, strict=True):
                 try:
-                    results[i] = plan_from_text(texts[i], answer, input=ctx[i], source=self.source)
+                    results[i] = plan_from_text(
+                        texts[i], answer, input=ctx[i], source=self.source, catalogue=self.tools
+                    )
                 except DecompositionError as exc:
                     errors = exc.attempts[-1][1]
                     attempts[i].append((answer, errors))
                     conversations[i] = [
                         *conversations[i],
                         {"role": "assistant", "content": answer},
-                        {"role": "user", "content": render("decompose_retry.j2", errors=errors[:3]).strip()},
+                        {"role": "user", "content": self._retry_prompt(errors[:3])},
                     ]
                     still.append(i)
             pending = still
@@ -154,13 +168,25 @@ class Decomposer:
             if self.fallback == "heuristic":
                 from taskdecomp.heuristic import heuristic_plan
 
-                results[i] = heuristic_plan(texts[i], ctx[i])
+                results[i] = heuristic_plan(texts[i], ctx[i], self.tools)
         if pending and self.fallback == "heuristic":
             self.reporter.warn(
                 f"{len(pending)} of {len(texts)} task(s) had no valid model plan after {self.retries} "
                 "re-ask(s): the heuristic planned them (source 'heuristic')"
             )
         return [r for r in results if r is not None]  # every slot is filled by now
+
+    def _retry_prompt(self, errors: list[str]) -> str:
+        from taskdecomp.prompts import render
+
+        if self.tools is None:
+            return render("decompose_retry.j2", errors=errors).strip()
+        from taskdecomp.grammar import TOOL_PLAN_MAX_STEPS
+
+        example = next((t.id for t in self.tools.tools if "image" in t.inputs), self.tools.tools[0].id)
+        return render(
+            "decompose_tools_retry.j2", errors=errors, max_steps=TOOL_PLAN_MAX_STEPS, example=example
+        ).strip()
 
     def decompose(self, task: str, input: str = "") -> Plan:
         (result,) = self.decompose_many([task], [input])
@@ -170,8 +196,10 @@ class Decomposer:
 
 
 @functools.lru_cache(maxsize=2)
-def _cached(adapter: str | None, base: str | None, max_new_tokens: int, retries: int) -> Decomposer:
-    return Decomposer(adapter, base=base, max_new_tokens=max_new_tokens, retries=retries)
+def _cached(
+    adapter: str | None, base: str | None, max_new_tokens: int, retries: int, tools: Catalogue | None
+) -> Decomposer:
+    return Decomposer(adapter, base=base, max_new_tokens=max_new_tokens, retries=retries, tools=tools)
 
 
 def decompose(
@@ -183,9 +211,11 @@ def decompose(
     max_new_tokens: int = 256,
     retries: int = 2,
     decomposer: Decomposer | None = None,
+    tools: Catalogue | None = None,
 ) -> Plan:
     """Decompose one task into a validated `Plan` (the model is loaded once per process and
-    settings; `DecompositionError` when no valid plan comes out, `InputError` for bad input)."""
+    settings; `DecompositionError` when no valid plan comes out, `InputError` for bad input).
+    `tools`: a catalogue (`taskdecomp.catalogue.load_catalogue`) for a tool plan."""
     check_task(task)  # bad input fails before a model is loaded
-    d = decomposer or _cached(adapter, base, max_new_tokens, retries)
+    d = decomposer or _cached(adapter, base, max_new_tokens, retries, tools)
     return d.decompose(task, input)

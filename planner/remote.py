@@ -13,6 +13,9 @@ template the adapter was trained with), and the constraint is the grammar of
 - `--constraint json`: `response_format` with the plan's JSON Schema, for servers (OpenAI)
   that only take JSON; the answer is turned into plan text, then parsed like any other.
 
+With `--tools CATALOGUE` the grammar (and the JSON Schema) is the catalogue's tool plan
+(`taskdecomp.grammar.tool_plan_grammar`), the same text local decoding uses.
+
 Whatever comes back is parsed and validated exactly as local output is (`Decomposer`).
 Server failures are one-line `BackendError`s that say what to change.
 """
@@ -21,10 +24,13 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from taskdecomp.errors import AuthError, BackendError, InputError
-from taskdecomp.grammar import plan_grammar, plan_json_schema, plan_text_from_json
+from taskdecomp.grammar import plan_grammar, plan_json_schema, plan_text_from_json, tool_plan_grammar
+
+if TYPE_CHECKING:
+    from taskdecomp.catalogue import Catalogue
 
 __all__ = ["RemoteGenerator", "Constraint", "Server", "CONSTRAINTS", "SERVERS"]
 
@@ -34,14 +40,15 @@ CONSTRAINTS: tuple[str, ...] = ("grammar", "json", "none")
 SERVERS: tuple[str, ...] = ("auto", "vllm", "sglang", "llamacpp")
 
 
-def constraint_body(constraint: str, server: str) -> dict[str, Any]:
-    """The request fields that carry the constraint (merged into the chat request body)."""
+def constraint_body(constraint: str, server: str, catalogue: Catalogue | None = None) -> dict[str, Any]:
+    """The request fields that carry the constraint (merged into the chat request body); with a
+    catalogue, the tool plan's grammar / JSON Schema."""
     if constraint == "none":
         return {}
     if constraint == "json":
-        schema = {"name": "plan", "schema": plan_json_schema(), "strict": True}
+        schema = {"name": "plan", "schema": plan_json_schema(catalogue=catalogue), "strict": True}
         return {"response_format": {"type": "json_schema", "json_schema": schema}}
-    grammar = plan_grammar()
+    grammar = plan_grammar() if catalogue is None else tool_plan_grammar(catalogue)
     fields: dict[str, dict[str, Any]] = {
         "vllm": {"structured_outputs": {"grammar": grammar}},
         "sglang": {"ebnf": grammar},
@@ -67,6 +74,7 @@ class RemoteGenerator:
         timeout: float = 60.0,
         max_retries: int = 2,
         api_key: str | None = None,
+        catalogue: Catalogue | None = None,
     ) -> None:
         import openai
 
@@ -76,6 +84,7 @@ class RemoteGenerator:
             raise InputError(f"--server must be one of {', '.join(SERVERS)}, got {server!r}")
         self.base_url = base_url.rstrip("/")
         self.constraint, self.server = constraint, server
+        self.catalogue = catalogue
         self.max_new_tokens, self.concurrency = max_new_tokens, max(1, concurrency)
         # local servers take any key; OpenAI needs the real one (from the environment only)
         key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
@@ -133,7 +142,7 @@ class RemoteGenerator:
                 messages=messages,  # type: ignore[arg-type]
                 temperature=0.0,
                 max_tokens=self.max_new_tokens,
-                extra_body=constraint_body(self.constraint, self.server) or None,
+                extra_body=constraint_body(self.constraint, self.server, self.catalogue) or None,
             )
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc) from None

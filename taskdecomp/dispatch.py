@@ -1,4 +1,4 @@
-"""Executing a plan: each step goes to the handler registered for its modality.
+"""Executing a plan: each step goes to the handler registered for its tool, else for its modality.
 
 Steps start as soon as all their dependencies succeeded (not wave by wave), at most
 `max_concurrency` at a time, on one asyncio loop. A handler receives the step and the results of
@@ -6,12 +6,16 @@ the steps it depends on. A step whose handler raises is `failed`; every step tha
 directly or not, is `skipped`; independent steps still finish.
 
 Handlers are plug-ins: anything with `async __call__(step, inputs) -> result`. Third-party
-packages add them through the entry-point group `taskdecomp.handlers`, one entry per modality,
-pointing at a class (instantiated without arguments), a factory function, or an async function
-used as is:
+packages add them through the entry-point group `taskdecomp.handlers`, one entry per modality
+or per catalogue tool id (a name that is no modality is a tool id), pointing at a class
+(instantiated without arguments), a factory function, or an async function used as is:
 
     [project.entry-points."taskdecomp.handlers"]
     image = "my_package.handlers:ImageHandler"
+    speech-recognition = "my_package.handlers:Whisper"
+
+A step that names a tool (`decompose --tools`) goes to that tool's handler when one is
+registered, else to its modality's handler.
 
 A handler may also have `async aclose()`: the synchronous `run` (which owns its event loop)
 calls it when the run ends, so clients and connection pools bound to that loop are closed
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +53,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "taskdecomp.handlers"
+_TOOL_ID = re.compile(r"^[a-z][a-z0-9-]*$")  # the catalogue's id rule
 Status = Literal["ok", "failed", "skipped"]
 
 
@@ -57,10 +63,12 @@ class Handler(Protocol):
 
 
 class HandlerRegistry:
-    """Modality → handler. Later registrations replace earlier ones."""
+    """Modality → handler, and tool id → handler (`register_tool`). Later registrations replace
+    earlier ones."""
 
     def __init__(self, handlers: Mapping[str, Handler] | None = None) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._tools: dict[str, Handler] = {}
         self.log: list[tuple[str, int, float]] | None = None  # the dry run's schedule, see dry_run()
         for modality, handler in (handlers or {}).items():
             self.register(modality, handler)
@@ -77,8 +85,34 @@ class HandlerRegistry:
         self._handlers[modality] = handler
         return self
 
+    def register_tool(self, tool: str, handler: Handler) -> HandlerRegistry:
+        """The handler for steps that name `tool` (a catalogue id), before their modality's."""
+        if not _TOOL_ID.match(tool) or tool in MODALITIES:
+            raise ConfigError(
+                f"cannot register a handler for tool {tool!r}: a tool id is lower-case letters, digits "
+                "and '-', starting with a letter, and no modality name"
+            )
+        if not callable(handler):
+            raise ConfigError(
+                f"the handler for tool '{tool}' is not callable (need async __call__(step, inputs))"
+            )
+        self._tools[tool] = handler
+        return self
+
     def get(self, modality: str) -> Handler | None:
         return self._handlers.get(modality)
+
+    def get_tool(self, tool: str) -> Handler | None:
+        return self._tools.get(tool)
+
+    def for_step(self, step: Step) -> Handler | None:
+        """The step's tool handler when registered, else its modality's (None: neither)."""
+        tool = getattr(step, "tool", None)
+        return (self._tools.get(tool) if tool else None) or self._handlers.get(step.modality)
+
+    @property
+    def tools(self) -> list[str]:
+        return sorted(self._tools)
 
     def __contains__(self, modality: object) -> bool:
         return modality in self._handlers
@@ -98,7 +132,11 @@ class HandlerRegistry:
         registry = cls()
         for ep in sorted(entry_points(group=group), key=lambda e: (e.name, e.value)):
             try:
-                registry.register(ep.name, _instantiate(ep.load()))
+                handler = _instantiate(ep.load())
+                if ep.name in MODALITIES:
+                    registry.register(ep.name, handler)
+                else:
+                    registry.register_tool(ep.name, handler)
             except Exception as exc:  # a broken third-party plug-in must not break the others
                 if warn:
                     warn(
@@ -129,7 +167,8 @@ class DryRunHandler:
             await asyncio.sleep(self.delay)
         self.log.append(("end", step.step, time.monotonic()))
         after = f" using steps {', '.join(map(str, sorted(inputs)))}" if inputs else ""
-        return f"<{step.modality} {step.operation} result of step {step.step}{after}>"
+        what = getattr(step, "tool", None) or f"{step.modality} {step.operation}"
+        return f"<{what} result of step {step.step}{after}>"
 
 
 def _instantiate(obj: Any) -> Handler:
@@ -212,7 +251,7 @@ async def arun(
     if max_concurrency < 1:
         raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
     registry = _registry(handlers)
-    missing = sorted({s.modality for s in plan.steps} - set(registry.modalities))
+    missing = sorted({s.modality for s in plan.steps if registry.for_step(s) is None})
     if missing:
         raise InputError(
             f"no handler for {', '.join(missing)} steps; register one (HandlerRegistry.register or the "
@@ -235,7 +274,7 @@ async def arun(
                 started = time.monotonic()
                 started_order.append(step.step)
                 try:
-                    output = await registry.get(step.modality)(step, inputs)  # type: ignore[misc]
+                    output = await registry.for_step(step)(step, inputs)  # type: ignore[misc]
                     res = StepResult(step.step, step.modality, "ok", output, None, started, time.monotonic())
                 except Exception as exc:  # a failing handler fails its step, not the run
                     error = redact(f"{exc.__class__.__name__}: {exc}")
@@ -275,8 +314,8 @@ async def aclose_handlers(registry: HandlerRegistry) -> None:
     """`await h.aclose()` for each distinct handler that has one (the loop they are bound to is
     about to end; left open, their connections leak until the process exits)."""
     seen: set[int] = set()
-    for modality in registry.modalities:
-        handler = registry.get(modality)
+    handlers = [registry.get(m) for m in registry.modalities] + [registry.get_tool(t) for t in registry.tools]
+    for handler in handlers:
         close = getattr(handler, "aclose", None)
         if handler is None or id(handler) in seen or not callable(close):
             continue

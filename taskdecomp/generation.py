@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from taskdecomp.constrain import GrammarConstraint
+from taskdecomp.constrain import GrammarConstraint, description_repetition_penalty
 from taskdecomp.reporter import Reporter
 
 __all__ = ["generate_batched", "stop_token_ids", "grammar_constraint"]
@@ -56,7 +56,8 @@ def generate_batched(
 ) -> list[str]:
     """Greedy completions for already-rendered prompts (chat template applied), input order.
     With `grammar` (GBNF, see `taskdecomp.grammar`) every token is drawn from what the grammar
-    allows next (`taskdecomp.constrain`); `repetition_penalty` > 1 discourages repeats."""
+    allows next (`taskdecomp.constrain`); `repetition_penalty` > 1 discourages a description from repeating the plan's earlier
+    wording (not the prompt's words, not tags: `taskdecomp.constrain.description_repetition_penalty`)."""
     import torch
     from transformers import GenerationConfig, LogitsProcessorList
 
@@ -70,7 +71,6 @@ def generate_batched(
         max_new_tokens=max_new_tokens,
         eos_token_id=eos,
         pad_token_id=pad,
-        repetition_penalty=repetition_penalty,
     )
     constraint = None
     if grammar is not None:
@@ -89,9 +89,15 @@ def generate_batched(
                 enc = tokenizer(
                     [prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
                 ).to(device)
-                processors = LogitsProcessorList(
-                    [constraint.processor(len(idx))] if constraint is not None else []
-                )
+                processors = LogitsProcessorList()
+                if repetition_penalty != 1.0:  # before the grammar's mask: it only reorders allowed tokens
+                    processors.append(
+                        description_repetition_penalty(
+                            tokenizer, repetition_penalty, enc["input_ids"].shape[1]
+                        )
+                    )
+                if constraint is not None:
+                    processors.append(constraint.processor(len(idx), max_new_tokens))
                 out = model.generate(**enc, generation_config=config, logits_processor=processors)
                 new = out[:, enc["input_ids"].shape[1] :]
                 for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):

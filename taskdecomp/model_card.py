@@ -124,6 +124,7 @@ def write_model_card(
         eval_dataset=eval_dataset,
         eval_split=eval_results.get("split", "test"),
         eval_constrained=eval_results.get("constrained", False),
+        eval_tools=eval_results.get("tools"),
     )
     path = out / "README.md"
     atomic_write_text(path, str(card))

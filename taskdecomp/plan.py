@@ -10,13 +10,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from taskdecomp import dispatch
+from taskdecomp import dispatch, tool_formats
 from taskdecomp.dispatch import HandlerRegistry, RunResult
 from taskdecomp.errors import InputError, TaskDecompError
 from taskdecomp.schema import make_row, parse_output, render_output, untagged_steps
-from taskdecomp.validation import validate_row
+from taskdecomp.validation import tool_errors, validate_row
+
+if TYPE_CHECKING:
+    from taskdecomp.catalogue import Catalogue
 
 __all__ = [
     "Step",
@@ -54,10 +57,19 @@ class Step:
     modality: str
     operation: str
     depends_on: tuple[int, ...] = ()
+    tool: str | None = None  # a catalogue tool id (`decompose --tools`); None: an untooled step
+    args: tuple[str, ...] = ()  # literals ("photo.jpg", a URL, short text) or "<step-k>" references
 
     def to_dict(self) -> dict[str, Any]:
+        """The row's subtask dict; `tool`/`args` only when set, so untooled rows stay as they were."""
         d = asdict(self)
         d["depends_on"] = list(self.depends_on)
+        if self.tool is None:
+            del d["tool"]
+        if self.args:
+            d["args"] = list(self.args)
+        else:
+            del d["args"]
         return d
 
 
@@ -79,6 +91,8 @@ class Plan:
                 modality=st["modality"],
                 operation=st["operation"],
                 depends_on=tuple(int(d) for d in st.get("depends_on") or ()),
+                tool=st.get("tool") or None,
+                args=tuple(str(a) for a in st.get("args") or ()),
             )
             for st in row["subtasks"]
         )
@@ -105,6 +119,14 @@ class Plan:
 
     def render(self) -> str:
         return render_output([s.to_dict() for s in self.steps])
+
+    def to_hugginggpt(self, catalogue: Catalogue | None = None) -> list[dict[str, Any]]:
+        """HuggingGPT's task list (see `taskdecomp.tool_formats`; the catalogue names the args)."""
+        return tool_formats.to_hugginggpt(self, catalogue)
+
+    def to_taskbench(self) -> dict[str, Any]:
+        """TaskBench's `task_steps` / `task_nodes` / `task_links` (see `taskdecomp.tool_formats`)."""
+        return tool_formats.to_taskbench(self)
 
     def step(self, number: int) -> Step:
         return next(s for s in self.steps if s.step == number)
@@ -151,18 +173,35 @@ _PLACEHOLDER_TASK = "A placeholder task used for validation only"
 _USER_TEXT = re.compile(r"^[\w-]+: (instruction|input)\b")
 
 
-def plan_errors(row: dict[str, Any]) -> list[str]:
+def plan_errors(row: dict[str, Any], catalogue: Catalogue | None = None) -> list[str]:
     """Why a row built from model output is not an acceptable plan (empty: it is): the dataset
     builder's row validator (schema, step numbering, dependencies only on earlier steps,
-    duplicate/boilerplate steps), less the reasons about the user's own text."""
-    return [r for r in validate_row(row) if not _USER_TEXT.match(r)]
+    duplicate/boilerplate steps), less the reasons about the user's own text. With a
+    `catalogue` (a tool plan), every step names one of its tools and the tools' types chain
+    along the dependencies (`taskdecomp.validation.tool_errors`)."""
+    errors = [r for r in validate_row(row) if not _USER_TEXT.match(r)]
+    if catalogue is not None and not errors:
+        untooled = [st["step"] for st in row["subtasks"] if not st.get("tool")]
+        if untooled:
+            errors.append(
+                f"step {untooled[0]} names no tool: every step needs '; tool ID' from the catalogue"
+            )
+        else:
+            errors += tool_errors(row, catalogue)
+    return errors
 
 
 def answer_errors(
-    text: str, task: str = _PLACEHOLDER_TASK, *, input: str = "", source: str = "offline"
+    text: str,
+    task: str = _PLACEHOLDER_TASK,
+    *,
+    input: str = "",
+    source: str = "offline",
+    catalogue: Catalogue | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The row a model answer makes for `task`, and why it is not an acceptable plan (empty:
-    it is). The one acceptance rule for `decompose`, `evaluate-adapter` and the metric."""
+    it is). The one acceptance rule for `decompose`, `evaluate-adapter` and the metric; with a
+    `catalogue`, for tool plans."""
     steps = parse_output(text)
     row = make_row({"instruction": task, "input": input, "subtasks": steps}, source)
     if not steps:
@@ -175,12 +214,19 @@ def answer_errors(
             f"step {untagged[0]} has no [modality operation] tag: the answer is cut off "
             "(raise --max-new-tokens) or malformed"
         ]
-    return row, plan_errors(row)
+    return row, plan_errors(row, catalogue)
 
 
-def plan_from_text(task: str, text: str, *, input: str = "", source: str = "model:base") -> Plan:
+def plan_from_text(
+    task: str,
+    text: str,
+    *,
+    input: str = "",
+    source: str = "model:base",
+    catalogue: Catalogue | None = None,
+) -> Plan:
     """Parse and validate model text; raises `DecompositionError` (one attempt) when invalid."""
-    row, errors = answer_errors(text, task, input=input, source=source)
+    row, errors = answer_errors(text, task, input=input, source=source, catalogue=catalogue)
     if errors:
         raise DecompositionError(task, [(text, errors)])
     return Plan.from_row(row, raw=text)

@@ -9,6 +9,15 @@ Output lines carry a compact type tag so that a model trained on them emits type
     1. Record a two-minute voice memo about the launch. [audio generation]
     2. Transcribe the memo into text. [text transformation; after 1]
 
+A step of a tool plan (a row built over a tool catalogue, `taskdecomp.catalogue`) also names
+its tool and, optionally, its arguments, in this order before `after`:
+
+    3. Transcribe the interview [audio analysis; tool speech-recognition; args interview.wav; after 1, 2]
+
+Arguments are literals (a file name, a URL, a short text without `,;[]`) or `<step-k>`, the
+output of an earlier step; they are separated by ", ". Subtasks carry them as the optional
+`tool` and `args` fields; rows without them render and parse as before.
+
 `parse_output` reads that back, and also plain `1. ... 2. ...` / `1) ...` text (the original
 project's format), inferring untagged steps' modality with the lexicon and chaining them.
 """
@@ -30,6 +39,8 @@ __all__ = [
     "OPERATIONS",
     "STRUCTURES",
     "ROW_FIELDS",
+    "ARG_PATTERN",
+    "STEP_REF",
     "row_schema",
     "schema_errors",
     "normalise",
@@ -45,6 +56,8 @@ MODALITIES = ("text", "image", "audio", "video")
 OPERATIONS = ("generation", "analysis", "transformation")
 STRUCTURES = ("chain", "parallel", "dag")
 ROW_FIELDS = ("id", "instruction", "input", "output", "subtasks", "modalities", "structure", "source")
+ARG_PATTERN = re.compile(r"^[^,;\[\]\n]{1,80}$")  # a literal argument (row.schema.json says the same)
+STEP_REF = re.compile(r"^<step-(\d+)>$")  # an argument that is an earlier step's output
 
 
 @cache
@@ -90,6 +103,10 @@ def render_output(subtasks: list[dict[str, Any]]) -> str:
     lines = []
     for st in subtasks:
         tag = f"{st['modality']} {st['operation']}"
+        if st.get("tool"):
+            tag += f"; tool {st['tool']}"
+            if st.get("args"):
+                tag += "; args " + ", ".join(str(a).strip() for a in st["args"])
         if st.get("depends_on"):
             tag += "; after " + ", ".join(str(d) for d in st["depends_on"])
         desc = st["description"].strip()
@@ -99,6 +116,7 @@ def render_output(subtasks: list[dict[str, Any]]) -> str:
 
 _TAG = re.compile(
     r"\s*\[(?P<mod>text|image|audio|video)\s+(?P<op>generation|analysis|transformation)"
+    r"(?:\s*;\s*tool\s+(?P<tool>[a-z][a-z0-9-]*)(?:\s*;\s*args\s+(?P<args>[^;\[\]\n]+?))?)?"
     r"(?:\s*;\s*after\s+(?P<deps>\d+(?:\s*,\s*\d+)*))?\]\s*$",
     re.IGNORECASE,
 )
@@ -153,9 +171,15 @@ def parse_output(text: str) -> list[dict[str, Any]]:
             desc = piece
             modality, operation = infer_step(desc)
             deps = [i - 1] if i > 1 else []
-        subtasks.append(
-            {"step": i, "description": desc, "modality": modality, "operation": operation, "depends_on": deps}
-        )
+        st: dict[str, Any] = {
+            "step": i, "description": desc, "modality": modality, "operation": operation, "depends_on": deps
+        }  # fmt: skip
+        if m and m.group("tool"):
+            st["tool"] = m.group("tool")
+            args = [a.strip() for a in (m.group("args") or "").split(",") if a.strip()]
+            if args:
+                st["args"] = args
+        subtasks.append(st)
     return subtasks
 
 
@@ -190,18 +214,27 @@ def classify_structure(subtasks: list[dict[str, Any]]) -> str:
     return "parallel" if len(roots) >= 2 else "dag"
 
 
+def _subtask(st: dict[str, Any], i: int) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "step": int(st.get("step", i)),
+        "description": _SPACE.sub(" ", str(st.get("description", ""))).strip(),
+        "modality": str(st.get("modality", "")).lower(),
+        "operation": str(st.get("operation", "")).lower(),
+        "depends_on": sorted({int(d) for d in (st.get("depends_on") or [])}),
+    }
+    # The optional tool fields: kept only when set, so untooled rows are exactly as before
+    # (a Parquet round trip gives tool None and args [] for them).
+    # (args without a tool are kept for the schema to reject.)
+    if st.get("tool"):
+        out["tool"] = str(st["tool"]).strip()
+    if st.get("args"):
+        out["args"] = [_SPACE.sub(" ", str(a)).strip() for a in st["args"]]
+    return out
+
+
 def make_row(candidate: dict[str, Any], source: str) -> dict[str, Any]:
     """Candidate → row. Does not validate (see dataset_builder.validate)."""
-    subtasks = [
-        {
-            "step": int(st.get("step", i)),
-            "description": _SPACE.sub(" ", str(st.get("description", ""))).strip(),
-            "modality": str(st.get("modality", "")).lower(),
-            "operation": str(st.get("operation", "")).lower(),
-            "depends_on": sorted({int(d) for d in (st.get("depends_on") or [])}),
-        }
-        for i, st in enumerate(candidate.get("subtasks") or [], start=1)
-    ]
+    subtasks = [_subtask(st, i) for i, st in enumerate(candidate.get("subtasks") or [], start=1)]
     instruction = _SPACE.sub(" ", str(candidate.get("instruction", ""))).strip()
     return {
         "id": row_id(instruction),

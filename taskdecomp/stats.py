@@ -15,7 +15,16 @@ from taskdecomp.errors import InputError
 from taskdecomp.files import atomic_write_json
 from taskdecomp.schema import MODALITIES, OPERATIONS, STRUCTURES
 
-__all__ = ["DatasetStats", "Usage", "Dedup", "Taxonomy", "coverage", "coverage_table", "describe_rule"]
+__all__ = [
+    "DatasetStats",
+    "Usage",
+    "Dedup",
+    "Taxonomy",
+    "coverage",
+    "coverage_table",
+    "tool_coverage_table",
+    "describe_rule",
+]
 
 STATS_FILE = "stats.json"
 
@@ -78,6 +87,11 @@ class DatasetStats:
     surplus_rows: int = 0
     stopped: str | None = None  # why a build ended early (budget), else None
     config: dict[str, Any] = field(default_factory=dict)
+    # tool-graph builds (`build-dataset --tools`): the catalogue (name, digest, tools, covered),
+    # rows per tool (every catalogue tool, 0 when unused) and rows per tool cell ("chain/3")
+    catalogue: dict[str, Any] | None = None
+    tool_coverage: dict[str, int] = field(default_factory=dict)
+    tool_graphs: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -149,6 +163,15 @@ def coverage(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
     for row in rows:
         table["+".join(row["modalities"])][row["structure"]] += 1
     return {k: table[k] for k in sorted(table, key=lambda c: (c.count("+"), c))}
+
+
+def tool_coverage_table(cov: Mapping[str, int]) -> str:
+    """Rows per tool as a Markdown table, most used first (unused tools show 0)."""
+    lines = ["| tool | rows |", "|---|---:|"]
+    lines += [f"| `{t}` | {n} |" for t, n in sorted(cov.items(), key=lambda kv: (-kv[1], kv[0]))]
+    covered = sum(1 for n in cov.values() if n)
+    lines.append(f"| **tools covered** | {covered} / {len(cov)} |")
+    return "\n".join(lines)
 
 
 def coverage_table(cov: dict[str, dict[str, int]]) -> str:

@@ -6,7 +6,8 @@ means the row is valid. Codes:
 
 schema, id-mismatch, output-mismatch, step-numbering, dag-order, too-few-steps,
 modalities-field, modalities-mismatch, structure-mismatch, boilerplate, too-short,
-too-long, duplicate-steps.
+too-long, duplicate-steps; over a tool catalogue (`validate_row(row, catalogue=...)`,
+`tool_errors`): tool-unknown, tool-tag, tool-types, tool-args.
 
 The schema is checked first; when it fails, the semantic checks (which assume its types)
 are skipped.
@@ -15,13 +16,16 @@ are skipped.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskdecomp.rouge import rouge_l, rouge_tokens
-from taskdecomp.schema import classify_structure, normalise, render_output, row_id, schema_errors
+from taskdecomp.schema import STEP_REF, classify_structure, normalise, render_output, row_id, schema_errors
 from taskdecomp.taxonomy import MAX_STEPS, Cell
 
-__all__ = ["validate_row", "reason_code", "REASON_CODES"]
+if TYPE_CHECKING:
+    from taskdecomp.catalogue import Catalogue
+
+__all__ = ["validate_row", "tool_errors", "reason_code", "REASON_CODES"]
 
 REASON_CODES = (
     "schema",
@@ -37,6 +41,10 @@ REASON_CODES = (
     "too-short",
     "too-long",
     "duplicate-steps",
+    "tool-unknown",
+    "tool-tag",
+    "tool-types",
+    "tool-args",
 )
 
 # Length bounds in words (the schema bounds characters). Generous: they catch truncated or
@@ -170,9 +178,51 @@ def _text(row: dict[str, Any]) -> list[str]:
     return reasons
 
 
-def validate_row(row: dict[str, Any], cell: Cell | None = None) -> list[str]:
+def tool_errors(row: dict[str, Any], catalogue: Catalogue) -> list[str]:
+    """Why the tools of a (schema-valid) row do not fit `catalogue` (empty: they do). For each
+    step that names a tool: the tool exists; the step's tag is the tool's modality and
+    operation; every dependency's tool feeds it (an output type of the dependency is an input
+    type of the step's tool); each `<step-k>` argument refers to an earlier step k that is in
+    its depends_on. Steps without a tool are not checked here."""
+    reasons: list[str] = []
+    tools = {st["step"]: st.get("tool") for st in row["subtasks"]}
+    for st in row["subtasks"]:
+        where, tid = f"step {st['step']}", st.get("tool")
+        for arg in st.get("args") or ():
+            ref = STEP_REF.match(arg)
+            if ref and int(ref.group(1)) not in st["depends_on"]:
+                k = int(ref.group(1))
+                why = "an earlier step not in its depends_on" if k < st["step"] else "no earlier step"
+                reasons.append(f"tool-args: {where} refers to <step-{k}>, {why}")
+        if not tid:
+            continue
+        if tid not in catalogue:
+            reasons.append(
+                f"tool-unknown: {where} names tool '{tid}', which catalogue '{catalogue.name}' lacks"
+            )
+            continue
+        tool = catalogue.get(tid)
+        if (st["modality"], st["operation"]) != (tool.modality, tool.operation):
+            reasons.append(
+                f"tool-tag: {where} is tagged [{st['modality']} {st['operation']}], tool '{tid}' is "
+                f"[{tool.modality} {tool.operation}]"
+            )
+        for d in st["depends_on"]:
+            src = tools.get(d)
+            if src and src in catalogue and not catalogue.feeds(src, tid):
+                reasons.append(
+                    f"tool-types: {where} ('{tid}' takes {'/'.join(tool.inputs)}) depends on step {d} "
+                    f"('{src}' gives {'/'.join(catalogue.get(src).outputs)})"
+                )
+    return reasons
+
+
+def validate_row(
+    row: dict[str, Any], cell: Cell | None = None, *, catalogue: Catalogue | None = None
+) -> list[str]:
     """Why `row` is not a good training row (empty list: it is). With `cell`, the row must
-    also be what was asked for: that cell's modalities and structure, enough steps."""
+    also be what was asked for: that cell's modalities and structure, enough steps. With
+    `catalogue`, its tools must fit the catalogue too (`tool_errors`)."""
     errors = schema_errors(row)
     if errors:
         return [f"schema: {e}" for e in errors]
@@ -204,4 +254,6 @@ def validate_row(row: dict[str, Any], cell: Cell | None = None) -> list[str]:
         if cell is not None and shape != cell.structure:
             reasons.append(f"structure-mismatch: wanted {cell.structure}, graph is {shape}")
     reasons += _text(row)
+    if catalogue is not None:
+        reasons += tool_errors(row, catalogue)
     return reasons

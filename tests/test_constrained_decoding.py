@@ -77,3 +77,30 @@ def test_decompose_constrains_by_default_and_not_when_asked(model):
     # answer may still be cut at max_new_tokens or fail the validator: an error, not a plan)
     assert not any("no numbered steps" in e for e in errors[True])
     assert any("no numbered steps" in e for e in errors[False])
+
+
+@pytest.mark.slow
+def test_plans_close_before_the_token_budget_ends(model):
+    """A tight budget cuts unconstrained steps mid-way; under the grammar the processor steers each
+    row to the nearest end in the last CLOSE_MARGIN tokens, so every answer is a complete plan."""
+    from taskdecomp.constrain import CLOSE_MARGIN
+    from taskdecomp.generation import generate_batched
+    from taskdecomp.promptfmt import render_prompt
+
+    m, tok = model
+    prompts = [render_prompt(tok, t) for t in TASKS]
+    # descriptions of up to 120 characters, 8 steps allowed: the base model writes far more than
+    # 48 tokens, so without the closing rule every answer would stop inside a step
+    grammar = plan_grammar(max_steps=8, desc_max_chars=120)
+    budget = 48
+    held = generate_batched(m, tok, prompts, max_new_tokens=budget, batch_size=4, grammar=grammar)
+    for answer in held:
+        assert LINE_ANY.match(answer.split("\n")[-1]), answer  # the last step ends with its tag
+    lengths = [len(tok(a, add_special_tokens=False)["input_ids"]) for a in held]
+    assert max(lengths) <= budget
+    assert min(lengths) > budget - CLOSE_MARGIN - 8  # they used the budget: the rule only closes
+
+
+LINE_ANY = re.compile(
+    rf"^\d\. .+ \[({'|'.join(MODALITIES)}) ({'|'.join(OPERATIONS)})(?:; after \d(?:, \d)*)?\]$"
+)

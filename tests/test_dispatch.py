@@ -237,3 +237,43 @@ def test_a_failing_close_does_not_fail_the_run():
 
     result = make_plan({1: ()}).run({"text": BadClose()})
     assert result.ok
+
+
+def test_a_step_goes_to_its_tools_handler_else_to_its_modalitys():
+    steps = (
+        Step(1, "Transcribe the interview recording", "audio", "analysis", (), "speech-recognition"),
+        Step(2, "Summarise the transcript in five lines", "text", "transformation", (1,), "summarization"),
+        Step(3, "Write a title for the episode notes", "text", "generation", (2,)),  # no tool
+    )
+    plan = Plan(instruction="A test task that is long enough", steps=steps, structure="chain", source="seed")
+    asr, text = Recorder(), Recorder()
+    registry = HandlerRegistry({"text": text}).register_tool("speech-recognition", asr)
+    result = plan.run(registry)
+    assert result.ok
+    # step 1 has no audio handler at all: its tool's handler runs it; step 2's tool has none: text's
+    assert set(asr.inputs) == {1} and set(text.inputs) == {2, 3}
+    assert text.inputs[2] == {1: "out1"}
+    assert registry.tools == ["speech-recognition"] and registry.for_step(steps[1]) is text
+    with pytest.raises(InputError, match="no handler for audio"):
+        plan.run({"text": text})  # neither the tool nor audio has a handler: nothing runs
+    for bad in ("Speech Recognition", "text", "9lives"):
+        with pytest.raises(ConfigError, match="tool id"):
+            HandlerRegistry().register_tool(bad, Recorder())
+    dry = plan.run(HandlerRegistry.dry_run())
+    assert dry.outputs[1] == "<speech-recognition result of step 1>"
+
+
+def test_entry_points_named_by_tool_id_register_tool_handlers(tmp_path, monkeypatch):
+    (tmp_path / "tdx_tools.py").write_text(
+        "async def ocr(step, inputs):\n    return 'ocr:' + step.description\n"
+    )
+    dist = tmp_path / "tdx_tools-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tdx-tools\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[taskdecomp.handlers]\nimage-ocr = tdx_tools:ocr\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = HandlerRegistry.from_entry_points()
+    assert "image-ocr" in registry.tools and "image" not in registry
+    step = Step(1, "Read the text on the receipt photo", "image", "analysis", (), "image-ocr")
+    plan = Plan(instruction="A test task that is long enough", steps=(step,), source="seed")
+    assert plan.run(registry).outputs == {1: "ocr:Read the text on the receipt photo"}

@@ -16,7 +16,7 @@ import pytest
 
 from taskdecomp.dataset_builder.output import write_splits
 from taskdecomp.evaluation.cli import main as evaluate_main
-from taskdecomp.evaluation.evaluate_adapter import METRIC_ORDER
+from taskdecomp.evaluation.evaluate_adapter import METRIC_ORDER, TOOL_METRIC_ORDER
 
 from dataset_fixture import fixture_rows
 
@@ -221,3 +221,48 @@ def test_hand_labelled_requests_with_every_column(capsys, random_adapter, tmp_pa
     assert results["base_unconstrained"]["format_validity"] < 1.0
     preds = _predictions(out)
     assert preds[0]["reference"].startswith("1. Transcribe meeting.mp3 [audio analysis]")
+
+
+@pytest.mark.slow
+def test_a_tool_dataset_gets_the_tool_metrics(capsys, random_adapter, tmp_path):
+    """Reference plans that name tools: tool prompt and grammar of `--tools`, the heuristic's
+    keyword -> tool rule, and node/link/arg F1 in every column."""
+    catalogue = tmp_path / "tiny.yaml"
+    catalogue.write_text(
+        "name: tiny\nversion: 1\ntools:\n"
+        "  - {id: speech-recognition, description: Transcribe the speech in a recording, inputs: [audio],"
+        " outputs: [text], modality: audio, operation: analysis, args: [audio]}\n"
+        "  - {id: summarization, description: Shorten a text to its key points, inputs: [text],"
+        " outputs: [text], modality: text, operation: transformation, args: [text]}\n"
+        "  - {id: image-generation, description: Draw a picture from a text prompt, inputs: [text],"
+        " outputs: [image], modality: image, operation: generation, args: [prompt]}\n"
+    )
+    asr = {"description": "Transcribe the recording into text", "modality": "audio", "operation": "analysis",
+           "tool": "speech-recognition", "depends_on": []}  # fmt: skip
+    rows = [
+        {"instruction": f"Transcribe {name} and draw a picture of what is said in it",
+         "steps": [{**asr, "args": [name]},
+                   {"description": "Draw a picture of what is said", "modality": "image",
+                    "operation": "generation", "tool": "image-generation", "args": ["<step-1>"],
+                    "depends_on": [1]}]}
+        for name in ("meeting.mp3", "memo.wav")
+    ]  # fmt: skip
+    data = tmp_path / "tools.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "results.json"
+    args = ["--adapter", str(random_adapter), "--dataset", str(data), "--tools", str(catalogue)]
+    rc, _, err = run(capsys, *args, "--max-new-tokens", "32", "--batch-size", "2", "--output", str(out))
+    assert rc == 0, err
+    assert "| node_f1 |" in err and "| link_f1 |" in err
+    results = json.loads(out.read_text())
+    assert results["tools"] == "tiny"
+    for column in ("base", "adapter", "heuristic"):
+        assert set(TOOL_METRIC_ORDER) <= set(results[column])
+    # the keyword rule finds both tools and links them: a perfect tool plan here
+    assert results["heuristic"]["plan_validity"] == 1.0
+    assert results["heuristic"]["node_f1"] == results["heuristic"]["link_f1"] == 1.0
+    assert results["heuristic"]["arg_f1"] == 1.0
+    # constrained, every model answer starts as a tool step of the catalogue
+    assert all("; tool " in p["base"] for p in _predictions(out))
+    rc, _, err = run(capsys, *args[:4], "--tools", str(tmp_path / "missing.yaml"), "--output", str(out))
+    assert rc == 2 and "CATALOGUE" in one_error_line(err)

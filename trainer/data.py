@@ -4,16 +4,23 @@ The dataset is a folder written by build-dataset (Parquet shards under data/) or
 repo id; `datasets.load_dataset` reads either. Every row goes through
 `taskdecomp.promptfmt.to_prompt_completion`, the one prompt format shared with evaluation and
 inference, so TRL applies the model's chat template and computes loss on the completion only.
+A row whose subtasks name tools is trained with the tool prompt (the catalogue listed in the
+system message; the default catalogue unless `load_splits(catalogue=...)`), exactly what
+`decompose --tools` and `evaluate-adapter` decode with.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskdecomp.errors import InputError
 from taskdecomp.model_card import looks_like_path
 from taskdecomp.promptfmt import to_prompt_completion
+
+if TYPE_CHECKING:
+    from taskdecomp.catalogue import Catalogue
 
 __all__ = ["REQUIRED_COLUMNS", "load_splits"]
 
@@ -68,14 +75,17 @@ def _check_values(split: Any, spec: str, name: str) -> None:
             raise InputError(f"dataset {spec}: {name} row {i} has {what} '{column}'; {fix}")
 
 
-def _prepare(split: Any, limit: int, spec: str, name: str) -> Any:
+def _prepare(split: Any, limit: int, spec: str, name: str, catalogue: Catalogue | None = None) -> Any:
     if limit and len(split) > limit:
         split = split.select(range(limit))
     _check_values(split, spec, name)
-    return split.map(to_prompt_completion, remove_columns=split.column_names)
+    fmt = functools.partial(to_prompt_completion, catalogue=catalogue) if catalogue else to_prompt_completion
+    return split.map(fmt, remove_columns=split.column_names)
 
 
-def load_splits(spec: str, *, max_train_rows: int = 0, max_eval_rows: int = 0) -> tuple[Any, Any | None]:
+def load_splits(
+    spec: str, *, max_train_rows: int = 0, max_eval_rows: int = 0, catalogue: Catalogue | None = None
+) -> tuple[Any, Any | None]:
     """(train, eval or None) as prompt/completion datasets; `InputError` on anything unusable."""
     dd = _load(spec)
     if "train" not in dd:
@@ -88,7 +98,7 @@ def load_splits(spec: str, *, max_train_rows: int = 0, max_eval_rows: int = 0) -
         )
     if len(dd["train"]) == 0:
         raise InputError(f"dataset {spec} has an empty train split")
-    train = _prepare(dd["train"], max_train_rows, spec, "train")
+    train = _prepare(dd["train"], max_train_rows, spec, "train", catalogue)
     name = next((s for s in EVAL_SPLITS if s in dd and len(dd[s])), None)
-    evaluation = _prepare(dd[name], max_eval_rows, spec, name) if name else None
+    evaluation = _prepare(dd[name], max_eval_rows, spec, name, catalogue) if name else None
     return train, evaluation
