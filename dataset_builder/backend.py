@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from taskdecomp.taxonomy import Cell
 
@@ -57,7 +57,7 @@ class Backend(Protocol):
     #: the rows' `source` field, e.g. "offline" or "openai:gpt-4o-2024-08-06"
     source: str
     #: the prompt version (part of the build fingerprint); None when no prompt is sent
-    prompt_version: str | None
+    prompt_version: ClassVar[str | None]
     #: counters for the summary: requests, retries, invalid_reply, http_429, ...
     stats: Counter[str]
 

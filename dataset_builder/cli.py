@@ -23,13 +23,15 @@ DESCRIPTION = (
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_config(BuildConfig, argv, prog="build-dataset", description=DESCRIPTION)
     reporter = Reporter(quiet=cfg.quiet)
-    from . import build as build_mod
-
+    # the build modules are imported after parsing, so that --help answers at once
     if cfg.dry_run:
-        planned = build_mod.plan(cfg, reporter)
-        print(json.dumps(planned, indent=2))
+        from .estimate import estimate
+
+        print(json.dumps(estimate(cfg, reporter).to_dict(), indent=2))
         return 0
-    summary = build_mod.build(cfg, reporter)
+    from .build import build
+
+    summary = build(cfg, reporter)
     if summary.url:
         print(summary.url)  # the one result a script wants, even with --quiet
     return 0

@@ -26,6 +26,7 @@ from typing import Any
 
 from taskdecomp.config import to_dict
 from taskdecomp.dataset_builder.dedup import Deduplicator
+from taskdecomp.dataset_builder.journal import JOURNAL_DIR
 from taskdecomp.dataset_builder.output import check_out_location, write_dataset
 from taskdecomp.errors import ConfigError, InputError
 from taskdecomp.records import read_json_records
@@ -216,9 +217,9 @@ def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder (it is created if missing)")
     check_out_location(out)
-    if (out / ".build").exists():
+    if (out / JOURNAL_DIR).exists():
         raise InputError(
-            f"--out {out} holds a build-dataset build (its journal is in {out / '.build'}); "
+            f"--out {out} holds a build-dataset build (its journal is in {out / JOURNAL_DIR}); "
             f"importing there would overwrite it: choose another --out"
         )
 

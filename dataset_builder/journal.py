@@ -31,7 +31,10 @@ from taskdecomp.files import atomic_write_json
 
 from .backend import GenerationResult, Usage
 
-__all__ = ["Journal", "JournalState"]
+__all__ = ["JOURNAL_DIR", "Journal", "JournalState"]
+
+# the build journal's folder inside --out: its presence marks a folder as a (resumable) build
+JOURNAL_DIR = ".build"
 
 VERSION = 1
 
@@ -48,7 +51,7 @@ class JournalState:
 
 class Journal:
     def __init__(self, out: Path, fingerprint: dict[str, Any], *, fsync_every: int = 1) -> None:
-        self.dir = out / ".build"
+        self.dir = out / JOURNAL_DIR
         self.path = self.dir / "journal.jsonl"
         self.meta_path = self.dir / "build.json"
         self.fingerprint = fingerprint

@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -518,7 +518,7 @@ class OfflineBackend:
     """`Backend` that needs no key and no network; usage and cost are always zero."""
 
     source = "offline"
-    prompt_version: str | None = None  # no prompt is sent
+    prompt_version: ClassVar[str | None] = None  # no prompt is sent
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed  # the build's seed; each request carries its own derived seed

@@ -17,7 +17,7 @@ import random
 import re
 from collections import Counter
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
 import openai
 from openai.types.chat import ChatCompletionMessage
@@ -233,11 +233,14 @@ class OpenAIBackend:
 
     Errors: 401/403 → `AuthError` at once; 400/404/other 4xx → `BackendError` at once;
     429/5xx/timeouts/connection errors/invalid replies → retried, then `BackendError`. Every
-    `BackendError` raised by `generate` carries `.usage`/`.cost_usd` of the attempts already
-    billed, so the caller can book that spend. `stats` counts requests, retries and 429s.
+    `BackendError` raised by `generate` carries the tokens and `.cost_usd` of the attempts
+    already billed (`BackendError.billed`), so the caller can book that spend. `stats` counts requests, retries and 429s.
     Extra (test/benchmark) knobs: `backoff_base`/`backoff_cap` scale the jittered backoff,
     `prices` is the table from `load_prices` (default the shipped one).
     """
+
+    #: part of the build fingerprint: a new prompt is a new build
+    prompt_version: ClassVar[str | None] = PROMPT_VERSION
 
     def __init__(
         self,
@@ -259,7 +262,6 @@ class OpenAIBackend:
     ) -> None:
         self.model = model
         self.source = f"openai:{model}"
-        self.prompt_version: str | None = PROMPT_VERSION
         self.rows_per_call = rows_per_call
         self.reporter = reporter or Reporter.silent()
         key = api_key or os.environ.get("OPENAI_API_KEY")
@@ -388,8 +390,7 @@ class OpenAIBackend:
                         raise
         except (openai.OpenAIError, InvalidReply) as exc:
             err = self._error(exc, attempts)
-            err.usage, err.cost_usd = spent, cost(spent, self.price)  # type: ignore[attr-defined]
-            raise err from None
+            raise err.billed(spent.prompt_tokens, spent.completion_tokens, cost(spent, self.price)) from None
         return GenerationResult(
             request_id=request.request_id,
             candidates=candidates,

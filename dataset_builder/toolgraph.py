@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -929,7 +929,7 @@ def parse_tool_reply(content: str | None) -> list[dict[str, Any]]:
 class ToolGraphBackend:
     """The offline `Backend` of a tool-graph build: `tool_rows` for each request's cell."""
 
-    prompt_version: str | None = None
+    prompt_version: ClassVar[str | None] = None  # the offline generator sends no prompt
 
     def __init__(self, catalogue: Catalogue, seed: int = 0) -> None:
         self.catalogue = catalogue

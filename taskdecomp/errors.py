@@ -36,7 +36,19 @@ class InputError(TaskDecompError):
 
 
 class BackendError(TaskDecompError):
-    """An LLM endpoint failed for good (unreachable after retries, 4xx, budget hit)."""
+    """An LLM endpoint failed for good (unreachable after retries, 4xx, budget hit).
+
+    `prompt_tokens`, `completion_tokens` and `cost_usd` are what the failed request was billed
+    all the same (attempts whose replies were unusable): the build journals that spend."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def billed(self, prompt_tokens: int, completion_tokens: int, cost_usd: float) -> BackendError:
+        """Record what the failed request billed; returns self (for `raise err.billed(...)`)."""
+        self.prompt_tokens, self.completion_tokens, self.cost_usd = prompt_tokens, completion_tokens, cost_usd
+        return self
 
 
 class AuthError(BackendError):

@@ -143,7 +143,7 @@ def test_retries_are_bounded_and_report_spend(fake):
     with pytest.raises(BackendError, match="unusable replies after 3 attempts") as info:
         run(make(fake, max_attempts=3), req())
     assert fake.stats["chat_requests"] == 3
-    assert info.value.usage.prompt_tokens == fake.stats["prompt_tokens"] > 0  # spend is not lost
+    assert info.value.prompt_tokens == fake.stats["prompt_tokens"] > 0  # spend is not lost
 
 
 def test_401_fails_at_once_without_the_key():
