@@ -8,6 +8,7 @@ must be refused is refused before it costs anything.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from taskdecomp.errors import AuthError, ConfigError
 from taskdecomp.reporter import Reporter
@@ -72,6 +73,10 @@ def backend_class(kind: str, cfg: BuildConfig) -> type[Backend]:
         from .offline import OfflineBackend
 
         return OfflineBackend
+    if cfg.tools:
+        from .toolgraph_llm import ToolGraphOpenAIBackend
+
+        return ToolGraphOpenAIBackend
     from .openai_backend import OpenAIBackend
 
     return OpenAIBackend
@@ -90,11 +95,9 @@ def make_backend(kind: str, cfg: BuildConfig, reporter: Reporter) -> Backend:
 
         return OfflineBackend(seed=cfg.seed)
     # the openai SDK costs ~0.5 s to import: only a build that talks to a server pays it
-    from .openai_backend import OpenAIBackend
     from .pricing import load_prices
 
-    return OpenAIBackend(
-        cfg.model,
+    options: dict[str, Any] = dict(
         base_url=cfg.base_url,
         prices=load_prices(cfg.prices) if cfg.prices else None,
         rows_per_call=cfg.rows_per_call,
@@ -106,6 +109,13 @@ def make_backend(kind: str, cfg: BuildConfig, reporter: Reporter) -> Backend:
         max_wait=cfg.max_wait,
         reporter=reporter,
     )
+    if cfg.tools:  # the graphs of each request go into the prompt
+        from .toolgraph_llm import ToolGraphOpenAIBackend
+
+        return ToolGraphOpenAIBackend(toolgraph.tool_catalogue(cfg.tools), cfg.model, **options)
+    from .openai_backend import OpenAIBackend
+
+    return OpenAIBackend(cfg.model, **options)
 
 
 def source_for(kind: str, cfg: BuildConfig) -> str:

@@ -34,7 +34,7 @@ import functools
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import openai
 
@@ -44,6 +44,9 @@ from taskdecomp.reporter import Reporter
 from .backend import GenerationRequest, GenerationResult, Usage
 from .pricing import Price, cost, load_prices, price_for
 from .retry import InvalidReply, describe, retrying
+
+if TYPE_CHECKING:
+    from .openai_backend import OpenAIBackend
 
 __all__ = ["BatchRunner", "MAX_BATCH_REQUESTS", "MAX_BATCH_BYTES", "TERMINAL_STATUSES"]
 
@@ -89,6 +92,8 @@ class BatchRunner:
         )
         self.reporter = reporter or Reporter.silent()
         self.last_errors: dict[str, str] = {}
+        # the OpenAIBackend whose bodies and parser the lines use (`from_backend`); None: the rows prompt
+        self.backend: OpenAIBackend | None = None
 
     @classmethod
     def from_backend(cls, backend: Any, **kwargs: Any) -> BatchRunner:
@@ -103,18 +108,19 @@ class BatchRunner:
         }
         runner = cls(backend.client, backend.model, **{**defaults, **kwargs})
         runner.price = backend.price
+        runner.backend = backend  # its request bodies and its reply parser
         return runner
 
     # --- submit ---------------------------------------------------------------------------
     def _line(self, request: GenerationRequest) -> bytes:
         from .openai_backend import chat_body
 
-        record = {
-            "custom_id": request.request_id,
-            "method": "POST",
-            "url": _ENDPOINT,
-            "body": chat_body(self.model, request, json_mode=self.json_mode),
-        }
+        body = (
+            self.backend.body(request)
+            if self.backend is not None
+            else chat_body(self.model, request, json_mode=self.json_mode)
+        )
+        record = {"custom_id": request.request_id, "method": "POST", "url": _ENDPOINT, "body": body}
         return json.dumps(record).encode() + b"\n"
 
     def build_jsonl(self, requests: Sequence[GenerationRequest]) -> bytes:
@@ -275,7 +281,10 @@ class BatchRunner:
         raw = body.get("usage") or {}
         usage = Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
         try:
-            candidates = parse_candidates(body["choices"][0]["message"].get("content"))
+            content = body["choices"][0]["message"].get("content")
+            candidates = (
+                self.backend.parse(content) if self.backend is not None else parse_candidates(content)
+            )
         except (InvalidReply, KeyError, IndexError, TypeError) as exc:
             # billed but unusable: report it with its usage, no candidates; no retry in a batch
             self.last_errors[cid] = f"invalid reply ({exc})"

@@ -152,10 +152,13 @@ def estimate_request_tokens(request: GenerationRequest, rows_per_call: int) -> t
     """(prompt, completion) token estimate for `--dry-run` and TPM reservation: the real
     rendered prompt (+ the schema, which the server adds to the prompt) at ~4 chars a token,
     plus a few tokens of chat framing per message; completion = rows × TOKENS_PER_ROW."""
-    messages = build_messages(request)
-    chars = sum(len(m["content"]) for m in messages) + len(json.dumps(candidate_schema()))
-    prompt = chars // 4 + 4 * len(messages) + 3
-    return prompt, rows_per_call * TOKENS_PER_ROW
+    return _prompt_tokens(build_messages(request), response_format()), rows_per_call * TOKENS_PER_ROW
+
+
+def _prompt_tokens(messages: list[dict[str, str]], fmt: dict[str, Any]) -> int:
+    schema = fmt.get("json_schema", {}).get("schema", {})
+    chars = sum(len(m["content"]) for m in messages) + len(json.dumps(schema))
+    return chars // 4 + 4 * len(messages) + 3
 
 
 # --- reply --------------------------------------------------------------------------------
@@ -297,9 +300,7 @@ class OpenAIBackend:
             for _ in range(2):
                 self.stats["requests"] += 1
                 try:
-                    resp = await self.client.chat.completions.create(
-                        **chat_body(self.model, request, json_mode=self.json_mode)
-                    )
+                    resp = await self.client.chat.completions.create(**self.body(request))
                     break
                 except json.JSONDecodeError as exc:
                     # a 200 whose HTTP body was cut short (a proxy, a dropped connection): the
@@ -349,9 +350,35 @@ class OpenAIBackend:
         """Tokens to reserve against --tpm for one attempt of `request`."""
         return int((prompt_est * self._prompt_ratio + request.n_rows * self._per_row) * RESERVE_FACTOR)
 
+    # --- what a request asks: a subclass (the tool-graph backend) changes these three ------
+    def messages(self, request: GenerationRequest) -> list[dict[str, str]]:
+        """System + user messages of `request`; deterministic for its seed."""
+        return build_messages(request, json_mode=self.json_mode)
+
+    def response_format(self) -> dict[str, Any]:
+        return response_format(self.json_mode)
+
+    def parse(self, content: str | None) -> list[dict[str, Any]]:
+        """A reply's content → candidates (InvalidReply when it holds no usable row)."""
+        return parse_candidates(content)
+
+    def body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The `/v1/chat/completions` body of `request` (also what a Batch API line carries)."""
+        return {
+            "model": self.model,
+            "messages": self.messages(request),
+            "response_format": self.response_format(),
+            "temperature": TEMPERATURE,
+            "max_tokens": max_tokens(request.n_rows),
+        }
+
     def estimate(self, request: GenerationRequest) -> Usage:
-        """Estimated (prompt, completion) tokens of one attempt of `request`."""
-        return Usage(*estimate_request_tokens(request, request.n_rows))
+        """Estimated (prompt, completion) tokens of one attempt of `request`: the rendered
+        prompt and its schema at ~4 chars a token (see `estimate_request_tokens`)."""
+        body = self.body(request)
+        return Usage(
+            _prompt_tokens(body["messages"], body["response_format"]), request.n_rows * TOKENS_PER_ROW
+        )
 
     def worst_case_cost(self, request: GenerationRequest, *, batch: bool = False) -> float:
         """An upper bound on what `request` can bill: its prompt (estimated, +25 %) and a
@@ -365,7 +392,7 @@ class OpenAIBackend:
         self.stats["retries"] += 1
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        prompt_est = estimate_request_tokens(request, 0)[0]
+        prompt_est = self.estimate(request).prompt_tokens
         spent, attempts = Usage(), 0
         policy = retrying(
             max_attempts=self.max_attempts,
@@ -383,7 +410,7 @@ class OpenAIBackend:
                         spent += usage  # billed even when the reply turns out unusable
                         if message is not None and message.refusal:
                             raise InvalidReply("the model refused")
-                        candidates = parse_candidates(message.content if message is not None else None)
+                        candidates = self.parse(message.content if message is not None else None)
                     except InvalidReply as exc:
                         spent += exc.usage  # a reply cut short is billed too
                         self.stats["invalid_reply"] += 1  # every unusable reply, retried or last

@@ -67,6 +67,7 @@ __all__ = [
     "validate_tool_row",
     "tool_coverage",
     "graph_coverage",
+    "request_graphs",
     "tool_messages",
     "tool_response_format",
     "parse_tool_reply",
@@ -778,6 +779,25 @@ def _anchors(catalogue: Catalogue) -> list[str]:
     return order
 
 
+def request_graphs(catalogue: Catalogue, cell: ToolCell, n: int, seed: int) -> list[ToolGraph]:
+    """The `n` graphs an LLM request of `cell` asks rows for: a pure function of (catalogue,
+    cell, n, seed), anchored like `tool_rows` so the requests of a build cover every tool."""
+    rng = random.Random(seed)
+    anchors = _anchors(catalogue)
+    offset = rng.randrange(len(anchors))
+    used: Counter[str] = Counter()
+    out: list[ToolGraph] = []
+    for j in range(n):
+        anchor = anchors[(offset + j) % len(anchors)]
+        graph = sample_graph(catalogue, cell, rng, anchor=anchor, used=used)
+        graph = graph or sample_graph(catalogue, cell, rng, used=used) or find_graph(catalogue, cell)
+        if graph is None:
+            break
+        used.update(graph.tools)
+        out.append(graph)
+    return out
+
+
 def tool_rows(catalogue: Catalogue, cell: ToolCell, n: int, seed: int) -> list[dict[str, Any]]:
     """`n` candidates for tool `cell`: a pure function of (catalogue, cell, n, seed), like
     `offline.generate_rows`; fewer only when the catalogue cannot type the cell."""
@@ -973,11 +993,6 @@ def tool_plan(cfg: BuildConfig, kind: str) -> tuple[dict[str, float] | None, dic
     """`build-dataset --tools`: (weights, quotas over the tool cells), after checking the
     catalogue, the backend and that the catalogue can type every cell with a quota (one line
     naming the cells it cannot)."""
-    if kind != "offline":
-        raise ConfigError(
-            "--tools builds with the offline backend for now (the LLM prompts are "
-            "prompts/generate_tools_*.j2): pass --backend offline"
-        )
     catalogue = tool_catalogue(cfg.tools)
     weights = load_tool_weights(cfg.quotas) if cfg.quotas else None
     quotas = plan_tool_quotas(cfg.n, weights, cfg.seed)

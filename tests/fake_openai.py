@@ -61,6 +61,9 @@ __all__ = ["FakeOpenAI", "FakeOpenAIProcess", "fake_candidates"]
 
 _CELL = re.compile(r"cell:\s*`?([a-z+]+/(?:chain|parallel|dag))`?", re.IGNORECASE)
 _ROWS = re.compile(r"exactly\s+(\d+)\s+rows?", re.IGNORECASE)
+# a tool-graph request (prompts/generate_tools_user.j2): "Row k:" then "1. tool-id [tag; after 1, 2; ...]"
+_GRAPH_ROW = re.compile(r"^Row \d+:\s*$", re.MULTILINE)
+_GRAPH_STEP = re.compile(r"^(\d+)\. ([a-z][a-z0-9-]*) \[[^;\]]+(?:; after ([0-9, ]+))?", re.MULTILINE)
 _SHORTHAND: dict[str, dict[str, Any]] = {
     "429": {"status": 429, "retry_after": 0.05},
     "500": {"status": 500},
@@ -217,6 +220,25 @@ def _offline_candidates(cell_key: str, n: int, seed: int) -> list[dict[str, Any]
     return [{k: c.get(k, "" if k == "input" else None) for k in keys} for c in result.candidates] or None
 
 
+def _tool_candidates(prompt: str, seed: int) -> list[dict[str, Any]] | None:
+    """For a tool-graph prompt: one row per graph in it, written by the project's offline
+    composer over the default catalogue (the graph kept as given, as the prompt asks)."""
+    parts = _GRAPH_ROW.split(prompt)[1:]
+    if not parts:
+        return None
+    from taskdecomp.catalogue import default_catalogue
+    from taskdecomp.dataset_builder.toolgraph import ToolGraph, compose_row
+
+    rng, rows = random.Random(seed), []
+    for part in parts:
+        steps = _GRAPH_STEP.findall(part.split("\n\n")[0])
+        tools = tuple(tool for _, tool, _ in steps)
+        deps = tuple(tuple(int(d) for d in after.replace(" ", "").split(",") if d) for _, _, after in steps)
+        row = compose_row(ToolGraph(tools, deps), default_catalogue(), rng)
+        rows.append({k: row[k] for k in ("instruction", "input", "structure", "subtasks")})
+    return rows
+
+
 # --- the server ---------------------------------------------------------------------------
 class _Window:
     """Sliding window: at most `capacity` units in the last `window` seconds (by arrival time;
@@ -334,8 +356,10 @@ class FakeOpenAI:
         n = int(m.group(1)) if (m := _ROWS.search(prompt)) else 1
         with self._lock:
             seed = self.seed * 1_000_003 + next(self._counter)
-        rows = (_offline_candidates(cell, n, seed) if self.use_offline else None) or fake_candidates(
-            cell, n, random.Random(seed)
+        rows = (
+            _tool_candidates(prompt, seed)
+            or (_offline_candidates(cell, n, seed) if self.use_offline else None)
+            or fake_candidates(cell, n, random.Random(seed))
         )
         content = json.dumps({"rows": rows})
         return self._wrap(body, prompt, content, len(rows))

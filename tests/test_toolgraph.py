@@ -296,10 +296,6 @@ def test_build_dataset_tools_bad_input_is_one_line(tmp_path, capsys):
     quotas.write_text("weights: {audio+text/chain: 2}\n")
     err = _bad(tmp_path, capsys, ["--tools", "default", "--quotas", str(quotas), "--backend", "offline"])
     assert "unknown weights key 'audio+text/chain' for --tools" in err
-    err = _bad(
-        tmp_path, capsys, ["--tools", "default", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"]
-    )
-    assert "--backend offline" in err
     # the impossible cells weighted out: the small catalogue builds its single tools and chains of two
     quotas.write_text("weights: {'*': 0, single: 1, chain/2: 1}\n")
     out = tmp_path / "ok"
@@ -347,3 +343,31 @@ def test_a_mix_of_rows_with_and_without_tools_round_trips(tmp_path):
     write_splits({"train": [plain]}, tmp_path / "plain")
     assert shard_features(tmp_path / "plain") is FEATURES
     assert "tool" not in datasets.load_dataset(str(tmp_path / "plain"))["train"][0]["subtasks"][0]
+
+
+def test_build_dataset_tools_with_an_llm_sends_the_graphs_and_resumes(tmp_path, monkeypatch, capsys):
+    """The LLM backend of --tools: each request's prompt holds its sampled graphs (the same
+    on a re-run), the rows come back with their tools and pass the tool validator, and a
+    re-run of the finished build sends nothing."""
+    from taskdecomp.dataset_builder.toolgraph import TOOL_PROMPT_VERSION
+
+    from fake_openai import FakeOpenAI
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-key-0123456789")
+    out = tmp_path / "llm"
+    with FakeOpenAI() as fake:
+        argv = ["--tools", "default", "--n", "24", "--rows-per-call", "3", "--out", str(out)]
+        assert main([*argv, "--base-url", fake.base_url, "--quiet"]) == 0
+        sent = fake.stats["chat_requests"]
+        prompts = ["\n".join(m["content"] for m in b["messages"]) for b in fake.bodies]
+        assert sent >= 8 and all("Row 1:" in p and "Row 3:" in p for p in prompts)
+        schema = fake.bodies[0]["response_format"]["json_schema"]["schema"]
+        step = schema["properties"]["rows"]["items"]["properties"]["subtasks"]["items"]
+        assert "tool" in step["required"] and "image-captioning" in step["properties"]["tool"]["enum"]
+        assert main([*argv, "--base-url", fake.base_url, "--quiet"]) == 0
+        assert fake.stats["chat_requests"] == sent  # resumed from the journal: nothing sent twice
+    rows = [r for split in read_rows(out).values() for r in split]
+    assert len(rows) == 24
+    assert all(st["tool"] in CAT for r in rows for st in r["subtasks"])
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["prompt_version"] == TOOL_PROMPT_VERSION and stats["source"].startswith("openai:")
