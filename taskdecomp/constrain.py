@@ -62,21 +62,27 @@ class GrammarConstraint:
         self.vocab_size = vocab_size
         self.eos_ids = list(eos_ids)
         self._hf_tokenizer = tokenizer
-        self._closers: tuple[Any, Any] | None = None
+        self._closers: tuple[Any, Any, Any] | None = None
 
-    def closers(self) -> tuple[Any, Any]:
-        """Boolean masks over the vocabulary: tokens holding `]`, tokens holding `[` (cached)."""
+    def closers(self) -> tuple[Any, Any, Any]:
+        """Boolean masks over the vocabulary: tokens holding `]`, tokens holding `[`, tokens
+        that start a new word (a description must reach its minimum of words before its tag
+        can open) (cached)."""
         if self._closers is None:
             import torch
 
             pieces = self._hf_tokenizer.convert_ids_to_tokens(list(range(len(self._hf_tokenizer))))
             close = torch.zeros(self.vocab_size, dtype=torch.bool)
             open_ = torch.zeros(self.vocab_size, dtype=torch.bool)
+            word = torch.zeros(self.vocab_size, dtype=torch.bool)
             for i, piece in enumerate(pieces[: self.vocab_size]):
                 if piece:
                     close[i] = "]" in piece
                     open_[i] = "[" in piece
-            self._closers = (close, open_)
+                    # a space (as is, byte-level BPE, SentencePiece) and a whole ASCII word: no
+                    # token that starts a multi-byte character the next tokens must finish
+                    word[i] = piece[0] in " \u0120\u2581" and piece[1:].isascii() and piece[1:].isalnum()
+            self._closers = (close, open_, word)
         return self._closers
 
     def matcher(self) -> Any:
@@ -139,15 +145,16 @@ def _processor_class() -> type:
             return scores.masked_fill(~allowed.to(scores.device), float("-inf"))
 
         def _closing(self, allowed: Any) -> Any:
-            """Near the end of the budget: per row, EOS if the grammar allows it, else `]`, else `[`."""
+            """Near the end of the budget: per row, EOS if the grammar allows it, else `]`, else
+            `[`, else a token that starts a new word (towards the words a tag may follow)."""
             import torch
 
             vocab = allowed.shape[1]
-            close, open_ = (m[:vocab] for m in self.constraint.closers())
+            close, open_, word = (m[:vocab] for m in self.constraint.closers())
             eos = torch.zeros(vocab, dtype=torch.bool)
             eos[[t for t in self.eos_ids if t < vocab]] = True
             for row in range(allowed.shape[0]):
-                for prefer in (eos, close, open_):
+                for prefer in (eos, close, open_, word):
                     narrowed = allowed[row] & prefer
                     if narrowed.any():
                         allowed[row] = narrowed

@@ -56,6 +56,7 @@ __all__ = [
     "PLAN_MAX_STEPS",
     "DESC_MIN_CHARS",
     "DESC_MAX_CHARS",
+    "DESC_MIN_WORDS",
     "TOOL_PLAN_MAX_STEPS",
     "TYPED_BUDGET",
     "ARG_MAX_CHARS",
@@ -78,6 +79,9 @@ PLAN_MIN_STEPS, PLAN_MAX_STEPS, DESC_MIN_CHARS, _SCHEMA_DESC_MAX = _limits()
 # offline rows: median 87, 99th percentile 153, longest 174; the hand-labelled requests: at
 # most 94). 200 leaves room and still stops a loop at half the schema's bound.
 DESC_MAX_CHARS = min(200, _SCHEMA_DESC_MAX)
+# The validator's lower bound on words per description (DESCRIPTION_WORDS there): the grammar
+# holds it too, so that a constrained plan cannot fail it. Words of at most _WORD_MAX characters.
+DESC_MIN_WORDS, _WORD_MAX = 3, 40
 # Tool plans: the tool-graph datasets sample 1 to 6 tools per plan.
 TOOL_PLAN_MAX_STEPS = 6
 # Tool alternatives of the typed tool grammar at most (see the module doc): ~20k compile in
@@ -138,11 +142,17 @@ def plan_grammar(
 
 def _desc_rules(desc_max_chars: int) -> list[str]:
     """A description starts like a word (not a digit, space or punctuation: "1.1.1.1" is no
-    step) and ends on a non-space; no brackets or line breaks anywhere."""
-    inner = desc_max_chars - 2
+    step), holds at least `DESC_MIN_WORDS` words (the validator's lower bound: a one-word step
+    is no step either), and ends on a non-space; no brackets or line breaks anywhere. The
+    first two words are at most `_WORD_MAX` characters each, so the whole stays within
+    `desc_max_chars`."""
+    rest_min = max(0, DESC_MIN_CHARS - 5)  # the shortest head: "a b " + dedge
+    word = max(1, min(_WORD_MAX, (desc_max_chars - 4 - rest_min) // 2))  # a short bound: short words
+    rest_max = desc_max_chars - 2 * word - 4  # dstart, two spaces, dedge
     return [
-        f"desc ::= dstart dchar{{{DESC_MIN_CHARS - 2},{inner}}} dedge",
+        f'desc ::= dstart dword{{0,{word - 1}}} " " dword{{1,{word}}} " " dchar{{{rest_min},{rest_max}}} dedge',
         "dstart ::= [^\\[\\]\\n\\r 0-9.,;:!?()-]",
+        "dword ::= [^\\[\\]\\n\\r ]",
         "dedge ::= [^\\[\\]\\n\\r ]",
         "dchar ::= [^\\[\\]\\n\\r]",
     ]

@@ -49,7 +49,7 @@ def test_grammar_is_generated_from_the_schema():
     for word in (*MODALITIES, *OPERATIONS):
         assert f'"{word}"' in g
     assert f"s{PLAN_MAX_STEPS} ::=" in g and f"s{PLAN_MAX_STEPS + 1} ::=" not in g
-    assert f"{{6,{DESC_MAX_CHARS - 2}}}" in g
+    assert f"dchar{{3,{DESC_MAX_CHARS - 84}}}" in g  # within DESC_MAX_CHARS: 1 + 39 + 1 + 40 + 1 + rest + 1
     with pytest.raises(ValueError):
         plan_grammar(max_steps=PLAN_MAX_STEPS + 1)
 
@@ -109,3 +109,16 @@ def test_json_constraint_round_trip():
     assert text.splitlines()[1] == "2. Write show notes from the transcript. [text generation; after 1]"
     assert answer_errors(text)[1] == []
     assert plan_text_from_json("not json") == "not json"  # left for the parser to reject
+
+
+def test_descriptions_have_the_validators_minimum_of_words(constraint):
+    """A constrained plan cannot fail the validator's too-short check: the grammar asks for as
+    many words as it does, and a two-word description does not parse."""
+    from taskdecomp.grammar import DESC_MIN_WORDS
+    from taskdecomp.validation import DESCRIPTION_WORDS
+
+    assert DESCRIPTION_WORDS[0] == DESC_MIN_WORDS
+    assert accepts(constraint, "1. Transcribe the interview. [audio analysis]")
+    assert not accepts(constraint, "1. Transcribe interview.wav [audio analysis]")
+    assert not accepts(constraint, "1. Transcribe [audio analysis]")
+    assert not accepts(constraint, "1. Transcribe  interview.wav [audio analysis]")  # two spaces, two words
