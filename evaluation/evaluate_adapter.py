@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from taskdecomp.reporter import Reporter
 
 if TYPE_CHECKING:
     from taskdecomp.catalogue import Catalogue
+    from taskdecomp.plan import Plan
 
 __all__ = [
     "EvalConfig",
@@ -41,6 +43,7 @@ __all__ = [
     "load_eval_rows",
     "evaluate_adapter",
     "results_table",
+    "valid_example_plans",
 ]
 
 # Display order (and the keys every result column carries).
@@ -418,8 +421,37 @@ def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[
     reporter.result(results_table(results))
     reporter.info(f"results: {output}; predictions: {samples}")
     if cfg.update_card:
-        _update_card(cfg, results, output, reporter, token)
+        examples = valid_example_plans(rows, outputs["adapter"], catalogue, source=f"model:{cfg.adapter}")
+        _update_card(cfg, results, output, reporter, token, examples)
     return results
+
+
+def valid_example_plans(
+    rows: Sequence[dict[str, Any]],
+    answers: Sequence[str],
+    catalogue: Catalogue | None = None,
+    *,
+    k: int = 3,
+    source: str = "model:adapter",
+) -> list[Plan]:
+    """Up to `k` of the answers that are valid plans for their rows' tasks (the acceptance rule
+    of `decompose`), for the model card: the first valid ones, of different structures where
+    possible (`taskdecomp.mermaid.pick_examples`), in the rows' order."""
+    from taskdecomp.mermaid import pick_examples
+    from taskdecomp.plan import Plan, answer_errors
+
+    source = "model:" + "_".join(source.removeprefix("model:").split())  # the schema: no whitespace
+
+    def valid() -> Iterator[tuple[int, Plan]]:
+        for i, (r, text) in enumerate(zip(rows, answers, strict=True)):
+            row, errors = answer_errors(
+                text, r["instruction"], input=r.get("input") or "", source=source, catalogue=catalogue
+            )
+            if not errors:
+                yield i, Plan.from_row(row, raw=text)
+
+    chosen = pick_examples(valid(), key=lambda item: item[1].structure, k=k)
+    return [plan for _, plan in sorted(chosen, key=lambda item: item[0])]
 
 
 def _catalogue(cfg: EvalConfig, rows: list[dict[str, Any]]) -> tuple[Catalogue | None, str | None]:
@@ -437,7 +469,12 @@ def _catalogue(cfg: EvalConfig, rows: list[dict[str, Any]]) -> tuple[Catalogue |
 
 
 def _update_card(
-    cfg: EvalConfig, results: dict[str, Any], output: Path, reporter: Reporter, token: str | None
+    cfg: EvalConfig,
+    results: dict[str, Any],
+    output: Path,
+    reporter: Reporter,
+    token: str | None,
+    examples: Sequence[Plan] = (),
 ) -> None:
     from taskdecomp.model_card import write_model_card
 
@@ -447,7 +484,7 @@ def _update_card(
         from huggingface_hub import snapshot_download
 
         folder = Path(snapshot_download(cfg.adapter, local_dir=tempfile.mkdtemp(prefix="taskdecomp-card-")))
-    card_path = write_model_card(folder, eval_results=results)
+    card_path = write_model_card(folder, eval_results=results, examples=examples)
     reporter.info(f"model card updated: {card_path}")
     if cfg.push and token:
         from taskdecomp.hub import push_files

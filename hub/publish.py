@@ -173,10 +173,12 @@ def push_files(
     delete_patterns: list[str] | None = None,
     commit_message: str,
     reporter: Reporter | None = None,
+    space_sdk: str | None = None,
 ) -> str:
     """Upload `files` ({path_in_repo: local path}) in one commit; returns the commit URL (the
     current head's when nothing changed: the client makes no empty commit). Remote files
-    matching `delete_patterns` that are not in `files` are deleted in the same commit."""
+    matching `delete_patterns` that are not in `files` are deleted in the same commit.
+    `space_sdk` ("gradio", ...) is the SDK a new Space repo is created with."""
     reporter = reporter or Reporter.silent()
     repo_id = validate_repo_id(repo_id)
     missing = sorted(str(p) for p in files.values() if not Path(p).is_file())
@@ -191,7 +193,7 @@ def push_files(
     if quiet_bars:
         disable_progress_bars()
     try:
-        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, space_sdk=space_sdk)
         if revision:
             stage = f"creating branch {revision} of {repo_id}"
             api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)

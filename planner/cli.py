@@ -7,6 +7,7 @@
     decompose "..." --planner heuristic                # the keyword baseline: no model at all
     decompose "..." --base-url http://127.0.0.1:8000/v1 --model task-adapter   # vLLM, SGLang, llama.cpp
     decompose "..." --tools catalogue.yaml --format hugginggpt   # a tool plan, as HuggingGPT's task list
+    decompose "..." --planner heuristic --format mermaid        # the plan as a Mermaid flowchart
 
 Local and remote generation are constrained by the plan grammar (`--no-constrain` and
 `--constraint none` turn it off).
@@ -22,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from taskdecomp.cli import entrypoint
 from taskdecomp.config import parse_config
@@ -73,9 +74,15 @@ class DecomposeConfig:
         default="none", metadata={"help": "heuristic: a task with no valid model plan gets the keyword plan"}
     )
     json: bool = field(default=False, metadata={"help": "print the plan as a dataset row (JSON)"})
-    format: Literal["text", "json", "hugginggpt", "taskbench"] = field(
+    format: Literal["text", "json", "hugginggpt", "taskbench", "mermaid"] = field(
         default="text",
-        metadata={"help": "text, json (a dataset row), hugginggpt ([{task, id, dep, args}]) or taskbench"},
+        metadata={
+            "help": "text, json (a dataset row), hugginggpt ([{task, id, dep, args}]), taskbench, "
+            "or mermaid (a flowchart; JSON Lines {instruction, mermaid} with --file)"
+        },
+    )
+    direction: Literal["TD", "LR"] = field(
+        default="TD", metadata={"help": "with --format mermaid: top-down (TD) or left-right (LR)"}
     )
     tools: str | None = field(
         default=None,
@@ -125,6 +132,8 @@ class DecomposeConfig:
             if self.format not in ("text", "json"):
                 raise ConfigError(f"--json and --format {self.format} exclude each other: pass one of them")
             self.format = "json"
+        if self.direction != "TD" and self.format != "mermaid":
+            raise ConfigError("--direction only applies with --format mermaid")
 
 
 def _read_tasks(file: str) -> list[str]:
@@ -213,30 +222,34 @@ def _catalogue(cfg: DecomposeConfig) -> Catalogue | None:
 def _decomposer(cfg: DecomposeConfig, reporter: Reporter, tools: Catalogue | None = None) -> Decomposer:
     from taskdecomp.planner import Decomposer
 
-    common = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, retries=cfg.retries,
-                  fallback=cfg.fallback, reporter=reporter, tools=tools)  # fmt: skip
+    common: dict[str, Any] = {
+        "max_new_tokens": cfg.max_new_tokens,
+        "batch_size": cfg.batch_size,
+        "retries": cfg.retries,
+        "fallback": cfg.fallback,
+        "reporter": reporter,
+        "tools": tools,
+    }
     if cfg.planner == "heuristic":
-        from taskdecomp.heuristic import HEURISTIC_SOURCE, heuristic_answer
-
-        def keyword_rule(conversations: list[list[dict[str, str]]]) -> list[str]:
-            return [heuristic_answer(c[1]["content"].split("\n\nInput:\n")[0], tools) for c in conversations]
-
-        return Decomposer(generator=keyword_rule, source=HEURISTIC_SOURCE, **common)  # type: ignore[arg-type]
+        return Decomposer.heuristic(**common)
     if cfg.base_url:
-        from taskdecomp.planner.remote import RemoteGenerator
-
-        remote = RemoteGenerator(
-            cfg.base_url, cfg.model, constraint=cfg.constraint, server=cfg.server,
-            max_new_tokens=cfg.max_new_tokens, concurrency=cfg.batch_size, timeout=cfg.timeout,
-            catalogue=tools,
-        )  # fmt: skip
-        return Decomposer(remote.model, generator=remote, **common)  # type: ignore[arg-type]
+        return Decomposer.remote(
+            cfg.base_url,
+            cfg.model,
+            constraint=cfg.constraint,
+            server=cfg.server,
+            timeout=cfg.timeout,
+            **common,
+        )
     if cfg.adapter:
         _check_hub_adapter(cfg.adapter)
     return Decomposer(
-        cfg.adapter, base=cfg.base, constrain=cfg.constrain, repetition_penalty=cfg.repetition_penalty,
-        **common,  # type: ignore[arg-type]
-    )  # fmt: skip
+        cfg.adapter,
+        base=cfg.base,
+        constrain=cfg.constrain,
+        repetition_penalty=cfg.repetition_penalty,
+        **common,
+    )
 
 
 @entrypoint("decompose")
@@ -280,6 +293,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             out = plan.to_hugginggpt(tools) if cfg.format == "hugginggpt" else plan.to_taskbench()
             print(json.dumps(out, ensure_ascii=False, indent=None if cfg.file else 2), flush=True)
             if run_result is not None:  # stdout stays the format's JSON
+                reporter.info(format_schedule(plan, run_result))
+        elif cfg.format == "mermaid":
+            diagram = plan.to_mermaid(cfg.direction)
+            if cfg.file is not None:  # one JSON line per task, like every --file format
+                print(json.dumps({"instruction": task, "mermaid": diagram}, ensure_ascii=False), flush=True)
+            else:
+                print(diagram, end="", flush=True)
+            if run_result is not None:  # stdout stays the diagram
                 reporter.info(format_schedule(plan, run_result))
         elif cfg.format == "json" or cfg.file is not None:
             if run_result is not None:

@@ -97,6 +97,45 @@ class Decomposer:
         self._generate = self._generate_with_model
 
     @classmethod
+    def heuristic(cls, *, tools: Catalogue | None = None, **kwargs: Any) -> Decomposer:
+        """The keyword planner (`taskdecomp.heuristic`) behind the same parsing and validation:
+        no model is loaded (`decompose --planner heuristic`, the app's default planner)."""
+        from taskdecomp.heuristic import HEURISTIC_SOURCE, heuristic_answer
+
+        def keyword_rule(conversations: list[list[dict[str, str]]]) -> list[str]:
+            # the user message is "task" or "task\n\nInput:\n..." (taskdecomp.promptfmt)
+            return [heuristic_answer(c[1]["content"].split("\n\nInput:\n")[0], tools) for c in conversations]
+
+        return cls(generator=keyword_rule, source=HEURISTIC_SOURCE, tools=tools, **kwargs)
+
+    @classmethod
+    def remote(
+        cls,
+        base_url: str,
+        model: str | None = None,
+        *,
+        constraint: str = "grammar",
+        server: str = "auto",
+        timeout: float = 60.0,
+        max_new_tokens: int = 256,
+        batch_size: int = 8,
+        tools: Catalogue | None = None,
+        **kwargs: Any,
+    ) -> Decomposer:
+        """Plans from an OpenAI-compatible server (`taskdecomp.planner.remote`); asks the server
+        for its first model when `model` is None (a `BackendError` when it cannot be reached)."""
+        from taskdecomp.planner.remote import RemoteGenerator
+
+        remote = RemoteGenerator(
+            base_url, model, constraint=constraint, server=server, max_new_tokens=max_new_tokens,
+            concurrency=batch_size, timeout=timeout, catalogue=tools,
+        )  # fmt: skip
+        return cls(
+            remote.model, generator=remote, max_new_tokens=max_new_tokens, batch_size=batch_size,
+            tools=tools, **kwargs,
+        )  # fmt: skip
+
+    @classmethod
     def from_model(
         cls, model: Any, tokenizer: Any, *, source: str = "model:custom", **kwargs: Any
     ) -> Decomposer:

@@ -8,12 +8,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskdecomp.errors import InputError
 from taskdecomp.files import atomic_write_text
+from taskdecomp.mermaid import escape_markdown, mermaid_block
 from taskdecomp.models import ALIASES, hub_id_for, read_train_config
+
+if TYPE_CHECKING:
+    from taskdecomp.plan import Plan
 
 __all__ = ["write_model_card", "read_log", "dataset_repo_id", "TEMPLATE"]
 
@@ -56,13 +61,31 @@ def _eval_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return [(m, _fmt(base.get(m, "—")), _fmt(adapter[m]), _fmt(heuristic.get(m, "—"))) for m in adapter]
 
 
+def _example_plans(examples: Sequence[Plan]) -> list[dict[str, str]]:
+    return [
+        {
+            "instruction": escape_markdown(p.instruction),
+            "structure": p.structure,
+            "modalities": ", ".join(sorted({s.modality for s in p.steps})),
+            "mermaid": mermaid_block(p.to_mermaid()),
+        }
+        for p in examples
+    ]
+
+
 def write_model_card(
-    output_dir: Path, eval_results: dict[str, Any] | None = None, *, dataset_repo: str | None = None
+    output_dir: Path,
+    eval_results: dict[str, Any] | None = None,
+    *,
+    dataset_repo: str | None = None,
+    examples: Sequence[Plan] | None = None,
 ) -> Path:
     """Render README.md for a train-adapter output folder; returns its path.
 
     `eval_results`: {"base": {metric: value}, "adapter": {metric: value}, "dataset": repo id or
     name, "split": "test"} — the adapter's metrics also go into the card's `model-index`.
+    `examples`: valid plans the adapter wrote (evaluate-adapter passes a few of different
+    structures), drawn in the card as Mermaid graphs.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -125,6 +148,7 @@ def write_model_card(
         eval_split=eval_results.get("split", "test"),
         eval_constrained=eval_results.get("constrained", False),
         eval_tools=eval_results.get("tools"),
+        example_plans=_example_plans(examples or ()),
     )
     path = out / "README.md"
     atomic_write_text(path, str(card))

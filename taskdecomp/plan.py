@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from taskdecomp import dispatch, tool_formats
+from taskdecomp import dispatch, mermaid, tool_formats
 from taskdecomp.dispatch import HandlerRegistry, RunResult
 from taskdecomp.errors import InputError, TaskDecompError
 from taskdecomp.schema import make_row, parse_output, render_output, untagged_steps
@@ -128,6 +128,13 @@ class Plan:
         """TaskBench's `task_steps` / `task_nodes` / `task_links` (see `taskdecomp.tool_formats`)."""
         return tool_formats.to_taskbench(self)
 
+    def to_mermaid(
+        self, direction: mermaid.Direction = "TD", *, label_chars: int = mermaid.DEFAULT_LABEL_CHARS
+    ) -> str:
+        """The plan as a Mermaid flowchart (`flowchart TD` or `LR`, no code fence): one node per
+        step coloured by modality, one edge per dependency (see `taskdecomp.mermaid`)."""
+        return mermaid.steps_to_mermaid(self.steps, direction=direction, label_chars=label_chars)
+
     def step(self, number: int) -> Step:
         return next(s for s in self.steps if s.step == number)
 
@@ -169,8 +176,9 @@ def check_task(task: str) -> str:
 _PLACEHOLDER_TASK = "A placeholder task used for validation only"
 
 # Reasons about the user's own text (instruction/input) are not the model's fault: a re-ask
-# cannot fix them, and `check_task` already enforces the schema's limits on the task.
-_USER_TEXT = re.compile(r"^[\w-]+: (instruction|input)\b")
+# cannot fix them, and `check_task` already enforces the schema's limits on the task. Nor is
+# how the request is worded (style-mismatch, files-unused: rules for generated rows).
+_USER_TEXT = re.compile(r"^([\w-]+: (instruction|input)\b|(style-mismatch|files-unused):)")
 
 
 def plan_errors(row: dict[str, Any], catalogue: Catalogue | None = None) -> list[str]:

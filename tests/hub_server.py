@@ -5,7 +5,7 @@ It speaks the part of the protocol those clients use (huggingface_hub 2.x with
 `HF_HUB_DISABLE_XET=1`, so uploads take the plain LFS path):
 
     GET  /api/whoami-v2                              who the token belongs to
-    POST /api/repos/create                           409 + {"url"} when it exists
+    POST /api/repos/create                           409 + {"url"} when it exists; a Space needs its `sdk`
     POST /api/validate-yaml                          README front matter must be YAML
     GET  /api/{type}s/{repo}[/revision/{rev}]        repo info (sha, siblings, cardData)
     POST /api/{type}s/{repo}/preupload/{rev}         regular or LFS per file, + remote oid
@@ -55,6 +55,7 @@ LFS_PATTERNS = ("*.parquet", "*.png", "*.jpg", "*.bin", "*.safetensors", "*.gguf
 LFS_SIZE = 10 * 1024 * 1024
 GITATTRIBUTES = "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in LFS_PATTERNS).encode()
 PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+SPACE_SDKS = ("gradio", "docker", "static")
 REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
@@ -100,6 +101,7 @@ class Repo:
     commits: dict[str, Commit] = field(default_factory=dict)
     parents: dict[str, str | None] = field(default_factory=dict)
     lfs: dict[str, bytes] = field(default_factory=dict)  # sha256 -> bytes
+    sdk: str | None = None  # a Space's SDK (gradio, docker, static)
 
     def resolve(self, rev: str) -> Commit | None:
         cid = self.branches.get(rev, rev)
@@ -250,10 +252,16 @@ class HubServer:
         return commit
 
     def create_repo(
-        self, repo_type: str, repo_id: str, *, private: bool = False, author: str = DEFAULT_USER
+        self,
+        repo_type: str,
+        repo_id: str,
+        *,
+        private: bool = False,
+        author: str = DEFAULT_USER,
+        sdk: str | None = None,
     ) -> Repo:
         with self.lock:
-            repo = Repo(repo_type, repo_id, private, _now())
+            repo = Repo(repo_type, repo_id, private, _now(), sdk=sdk)
             self.repos[(repo_type, repo_id)] = repo
             blob = Blob(len(GITATTRIBUTES), _git_sha1(GITATTRIBUTES), content=GITATTRIBUTES)
             self._add_commit(repo, "main", "initial commit", "", author, {".gitattributes": blob})
@@ -445,7 +453,12 @@ class _Handler(BaseHTTPRequestHandler):
         if (kind, repo_id) in self.hub.repos:
             raise HttpError(409, f"You already created this {kind} repo", body={"url": url})
         private = payload.get("visibility") == "private" or bool(payload.get("private"))
-        self.hub.create_repo(kind, repo_id, private=private, author=user)
+        sdk = payload.get("sdk")
+        if kind == "space" and sdk not in SPACE_SDKS:  # as the Hub: a Space says how it runs
+            raise HttpError(
+                400, f"Invalid or missing sdk for a Space: {sdk!r} (one of {', '.join(SPACE_SDKS)})"
+            )
+        self.hub.create_repo(kind, repo_id, private=private, author=user, sdk=sdk)
         self._json(200, {"url": url, "name": repo_id, "id": repo_id})
 
     def _validate_yaml(self) -> None:
@@ -502,6 +515,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "tags": [],
                 "cardData": card_data,
                 "siblings": siblings,
+                **({"sdk": repo.sdk} if repo.type == "space" else {}),
             },
         )
 

@@ -51,6 +51,9 @@ def test_wheel_carries_templates_and_installs_under_one_package(tmp_path):
         "taskdecomp/prompts/decompose_system.txt",
         "taskdecomp/loader_script/features.py",
         "taskdecomp/recipes/smollm2-135m-cpu.yaml",
+        "taskdecomp/hub/space_card.md.j2",
+        "taskdecomp/app/ui.py",
+        "taskdecomp/mermaid.py",
     ):
         assert needed in names, needed
     assert any(n.startswith("taskdecomp/prompts/") and n.endswith(".j2") for n in names)
@@ -64,6 +67,8 @@ def test_wheel_carries_templates_and_installs_under_one_package(tmp_path):
         "train-adapter",
         "evaluate-adapter",
         "decompose",
+        "publish-space",
+        "taskdecomp-app",
     ):
         assert f"{script} = taskdecomp." in entry_points
 
