@@ -1,53 +1,70 @@
 """The built-in offline backend: no key, no network, deterministic for a seed.
 
-It composes each row from the taxonomy cell outwards:
+It composes each row from the taxonomy cell outwards, the plan first and the request from the
+plan (back-instruction), so every artefact the request asks for has a step and every step
+serves the request:
 
-1. a dependency graph of the cell's structure (chain / parallel branches / general DAG),
-   checked with `classify_structure`, so the row's structure is right by construction;
+1. a dependency graph of the cell's structure (chain / parallel branches / general DAG; one
+   step for a single-step cell), checked with `classify_structure`, so the row's structure is
+   right by construction;
 2. a modality per step, covering the cell's modalities exactly;
-3. an operation per step from where its inputs come from (a root generates or analyses
-   supplied material, a step after a different modality transforms it, a step after the same
-   modality reviews, revises or derives from it, a step with several inputs combines them);
-4. English for every step and for the instruction, from the curated vocabularies and
-   templates in ``vocab_*.yaml`` (domains, audiences, artefacts and verbs per modality,
-   transformations per modality pair, instruction shapes).
+3. an operation per step from where its inputs come from (a root generates, researches or
+   analyses supplied material or the user's own file, a step after a different modality
+   transforms it, a step after the same modality reviews, revises (once per review) or derives
+   from it, a step with several inputs combines them);
+4. English for every step, from the curated vocabularies and templates in ``vocab_*.yaml``
+   (domains, audiences, artefacts and verbs per modality, transformations per modality pair);
+5. the request, written from the plan in the row's request style (`taxonomy.STYLES`): it
+   names every final step's artefact (or, in the implicit style, what it is for), every file
+   the steps use, and every modality (except the implicit style, which leaves them to infer).
 
-Each row is a pure function of ``random.Random(seed)``: `generate_rows(cell, n, seed)` is
-what the async `OfflineBackend.generate` wraps.
+A request's rows get their styles from `taxonomy.assign_styles` (the cell carries the build's
+style weights). Each row is a pure function of ``random.Random(seed)``: `generate_rows(cell,
+n, seed)` is what the async `OfflineBackend.generate` wraps; `drafts` also returns what the
+request was written from (deliverables, files, each step's role), which the LLM backend's
+prompts use as the plan skeleton.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any, ClassVar
 
 import yaml
 
-from taskdecomp.schema import classify_structure
-from taskdecomp.taxonomy import MAX_STEPS, Cell
+from taskdecomp.schema import classify_structure, make_row
+from taskdecomp.taxonomy import MAX_STEPS, Cell, assign_styles
+from taskdecomp.validation import validate_row
 
 from .backend import GenerationRequest, GenerationResult, Usage
 
-__all__ = ["OfflineBackend", "generate_rows", "vocabulary"]
+__all__ = ["OfflineBackend", "Draft", "drafts", "generate_rows", "vocabulary"]
 
-_VOCAB_FILES = ("vocab_topics.yaml", "vocab_modalities.yaml", "vocab_templates.yaml")
+_VOCAB_FILES = ("vocab_topics.yaml", "vocab_modalities.yaml", "vocab_templates.yaml", "vocab_styles.yaml")
 # libyaml's safe loader when PyYAML has it: the same data, ~10x faster than the pure-Python
 # one (which cost every offline build ~0.2-0.4 s at start-up)
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MODS = ("text", "image", "audio", "video")
+
+
+def _pair(entry: str) -> tuple[str, str]:
+    first, _, second = entry.partition("|")
+    return first.strip(), second.strip()
 
 
 @cache
 def vocabulary() -> dict[str, Any]:
-    """The three vocabulary files merged (read once per process)."""
+    """The vocabulary files merged (read once per process)."""
     pkg = resources.files("taskdecomp.dataset_builder")
     merged: dict[str, Any] = {}
     for name in _VOCAB_FILES:
         merged.update(yaml.load(pkg.joinpath(name).read_text(encoding="utf-8"), Loader=_YAML_LOADER))
-    for mod in ("text", "image", "audio", "video"):
+    for mod in _MODS:
         spec = merged[mod]
         arts = []
         for entry in spec["artefacts"]:
@@ -55,6 +72,11 @@ def vocabulary() -> dict[str, Any]:
             own = tuple(v.strip() for v in verbs.split(",") if v.strip())
             arts.append((noun.strip(), own or tuple(spec["verbs"])))
         spec["artefacts"] = arts
+        spec["styles"] = [_pair(s) for s in spec["styles"]]  # (phrase, constraint sentence)
+        merged["file_steps"][mod] = [  # (step, its clauses)
+            (step, tuple(c.strip() for c in clauses.split(";")))
+            for step, clauses in map(_pair, merged["file_steps"][mod])
+        ]
     merged["transforms"] = {tuple(k.split(">")): v for k, v in merged["transforms"].items()}
     return merged
 
@@ -80,12 +102,29 @@ def _join(items: list[str], rng: random.Random) -> str:
     return ", ".join(items[:-1]) + comma + " and " + items[-1]
 
 
+_ARTICLE = re.compile(r"\b(?:a|an|the)\s+", re.IGNORECASE)
+
+
+def _bare(text: str) -> str:
+    """Without articles: the terse style's way ("design bold poster, record podcast episode")."""
+    return _ARTICLE.sub("", text)
+
+
+def _slug(text: str, words: int = 2) -> str:
+    toks = [
+        t for t in re.findall(r"[a-z0-9]+", text.lower()) if t not in {"a", "an", "the", "our", "of", "for"}
+    ]
+    return "_".join(toks[-words:]) or "file"
+
+
 # --- 1. graph ---------------------------------------------------------------------------
 
 _STEP_WEIGHTS = {2: 3, 3: 6, 4: 6, 5: 4, 6: 2, 7: 1, 8: 1}
 
 
 def _n_steps(cell: Cell, rng: random.Random) -> int:
+    if cell.single:
+        return 1
     ks = list(range(cell.min_steps, MAX_STEPS + 1))
     return rng.choices(ks, weights=[_STEP_WEIGHTS[k] for k in ks])[0]
 
@@ -162,6 +201,21 @@ def _modalities(deps: list[list[int]], wanted: tuple[str, ...], rng: random.Rand
 
 # --- 3 + 4. operations and words ------------------------------------------------------------
 
+# kinds of step that make an artefact the request can list by name
+_ARTEFACT_KINDS = frozenset(
+    {
+        "gen_root",
+        "text_research",
+        "informed",
+        "after_review",
+        "from_material",
+        "derive",
+        "transform",
+        "join_gen",
+    }
+)
+_CHECK_KINDS = frozenset({"review", "revise", "join_review"})
+
 
 @dataclass
 class _Node:
@@ -171,17 +225,38 @@ class _Node:
     operation: str = "generation"
     kind: str = ""
     noun: str = ""  # what the step produces or examines, without an article
-    ref: str = ""  # how later steps refer to it ("the poster")
+    a_noun: str = ""  # the request's name for it when not "a <adjective> <noun>" (research)
+    ref: str = ""  # how later steps refer to it ("the poster", "interview.wav")
     join_ref: str = ""  # how a step combining several inputs names it, when not `ref`
     description: str = ""
-    clause: str = ""  # the step as a clause of the instruction's story; '{it}' = its input
+    clause: str = ""  # the step as a clause of the request's story; '{it}' = its input
+    cue_clause: str = ""  # the same without naming the modality (implicit style)
+    file: str = ""  # the user's file or URL the step works on (first-person style)
+    constraint: str = ""  # the step's style as a sentence a brief states ('{the_art}' slot)
+    criterion: str = ""  # what a review step checks
+    role: str = ""  # what the step does in the plan, without its wording (LLM prompt skeleton)
+    children: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """One composed row and what its request was written from."""
+
+    candidate: dict[str, Any]
+    style: str
+    #: the noun of each final step's artefact (what the request must ask for)
+    deliverables: tuple[str, ...]
+    #: the user's files / URLs the request names (first-person style)
+    files: tuple[str, ...]
+    #: per step, what it does in the plan, in plain words (the LLM prompt's skeleton)
+    roles: tuple[str, ...]
 
 
 class _Composer:
     """Builds one candidate; holds the row-level choices (topic, audience, used words)."""
 
-    def __init__(self, cell: Cell, rng: random.Random) -> None:
-        self.cell, self.rng, self.v = cell, rng, vocabulary()
+    def __init__(self, cell: Cell, rng: random.Random, style: str) -> None:
+        self.cell, self.rng, self.v, self.style = cell, rng, vocabulary(), style
         self.iv = self.v["instructions"]
         domain = rng.choice(self.v["domains"])
         org, place, name = (
@@ -189,7 +264,7 @@ class _Composer:
             rng.choice(self.v["places"]),
             rng.choice(self.v["names"]),
         )
-        self.name = name
+        self.name, self.place, self.org_noun = name, place, org
         self.org = rng.choice(
             [f"{_a(org)} in {place}", f"the {place} {org}", f"{name}'s {org}", f"the {org} in {place}"]
         )
@@ -209,6 +284,8 @@ class _Composer:
         self.criteria = {m: rng.sample(self.v[m]["criteria"], len(self.v[m]["criteria"])) for m in _MODS}
         self._nodes: list[_Node] = []
         self._verb = ""  # the last generation verb, reused by a combining step's clause
+        self._revised: set[int] = set()  # analysis steps a revision already follows
+        self.files: list[_Node] = []
 
     def _pick(self, key: str) -> str:
         return self.rng.choice(self.iv[key])
@@ -224,14 +301,18 @@ class _Composer:
         noun, verbs = self._fresh(self.v[modality]["artefacts"], key=lambda a: a[0])
         return noun, self.rng.choice(verbs)
 
-    def _styled(self, noun: str, modality: str, p: float = 0.5) -> str:
+    def _styled(self, node: _Node, noun: str, modality: str) -> str:
         phrase = _a(noun)
+        # a brief states a constraint for what it asks: its artefacts mostly carry a style
+        p = 0.85 if self.style == "brief" else 0.5
         if self.rng.random() < p:
-            phrase += " " + self._fresh(self.v[modality]["styles"])
+            style, constraint = self._fresh(self.v[modality]["styles"], key=lambda s: s[0])
+            phrase += " " + style
+            node.constraint = constraint
         return phrase
 
     def _adj(self, noun: str, modality: str, p: float = 0.7) -> str:
-        """'a bold poster': the instruction's way of naming an artefact."""
+        """'a bold poster': the request's way of naming an artefact."""
         if self.rng.random() < p:
             adj = self.rng.choice(self.v[modality]["adjectives"])
             if adj.split("-")[0] not in noun:  # no "a short short film"
@@ -247,22 +328,94 @@ class _Composer:
         template = self._fresh(self.v["steps"][kind])
         return _cap(template.format(subject=self.subject, audience=self.audience, org=self.org, **slots))
 
+    def _cue(self, modality: str) -> str:
+        """What a `modality` artefact is for, without naming it: 'something people can listen
+        to on a long drive'."""
+        c, rng = self.v["cues"], self.rng
+        spec = c[modality]
+        who = rng.choice(c["who"]).format(audience=self.audience)
+        form = self._fresh(spec["forms"])
+        if form.startswith("something ") and rng.random() < 0.5:  # not every cue is "something"
+            form = rng.choice(c["heads"]) + form[len("something") :]
+        return form.format(
+            who=who, when=rng.choice(spec.get("when", [""])), where=rng.choice(spec.get("where", [""]))
+        )
+
+    def _make(self) -> str:
+        return self.rng.choice(self.v["make"])
+
+    # --- the user's own file (first-person style)
+    def _file_name(self, modality: str) -> tuple[str, str]:
+        rng = self.rng
+        if modality == "text" and rng.random() < 0.3:
+            u = self.v["urls"]
+            noun = rng.choice(u["noun"])
+            host = rng.choice(u["hosts"]).format(
+                org=_slug(self.org_noun, 3).replace("_", ""), place=_slug(self.place, 2).replace("_", "")
+            )
+            path = _slug(self.subject, 3).replace("_", "-")
+            return noun, f"https://{host}/{path}"
+        kind = self._fresh(self.v["files"][modality], key=lambda f: f["noun"])
+        stem = rng.choice(kind["stems"]).format(
+            slug=_slug(self.subject),
+            name=self.name.lower(),
+            n=rng.randint(1, 12),
+            n4=rng.randint(1000, 9999),
+            date=f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+        )
+        name = f"{stem}.{rng.choice(kind['ext'])}"
+        if name in {n.file for n in self.files}:
+            name = f"{stem}_{len(self.files) + 1}.{rng.choice(kind['ext'])}"
+        return kind["noun"], name
+
+    def _file_node(self, node: _Node) -> None:
+        m = node.modality
+        node.noun, node.file = self._file_name(m)
+        node.kind, node.operation, node.ref = "file", "analysis", node.file
+        step, clauses = self._fresh(self.v["file_steps"][m], key=lambda s: s[0])
+        clause = self.rng.choice(clauses)
+        if node.file.startswith("http"):
+            step = step.replace("{file}", "the " + node.noun + " at {file}")
+        node.description = _cap(step.format(file=node.file))
+        node.clause = clause
+        node.cue_clause = clause
+        node.join_ref = "what " + node.file + " showed" if m == "image" else "the notes on " + node.file
+        node.role = f"examine the user's own {m} {'page (a URL)' if node.file.startswith('http') else 'file'}"
+        self.files.append(node)
+
     # --- one step: operation, description and story clause from where its inputs come from
     def node(self, node: _Node, parents: list[_Node]) -> None:
         rng, m = self.rng, node.modality
         if not parents:
+            wants_file = self.style == "first-person" and len(self.files) < 3
+            if wants_file and (not self.files or rng.random() < 0.45):
+                self._file_node(node)
+                return
             if m == "text" and rng.random() < 0.35:
-                node.kind, node.operation, node.noun = "text_research", "analysis", "research notes"
-                node.description = self._step_text("text_research")
-                node.clause = self._pick("research") + " {topic}"
-            elif self.single_root and self.material is None and rng.random() < 0.2:
+                entry = self._fresh(self.v["steps"]["text_research"], key=lambda e: e["step"])
+                node.kind, node.operation = "text_research", "analysis"
+                node.a_noun = entry["a_noun"]
+                node.noun = re.sub(r"^an? ", "", entry["a_noun"])
+                node.description = _cap(entry["step"].format(subject=self.subject, audience=self.audience))
+                node.clause = rng.choice(entry["clauses"]).replace("{audience}", self.audience)
+                node.cue_clause = node.clause
+                node.role = "research the topic and write it up (text)"
+            elif (
+                self.single_root
+                and self.material is None
+                and self.style not in ("implicit", "first-person")
+                and rng.random() < 0.2
+            ):
                 self.material = self._fresh(self.v[m]["materials"], key=lambda x: x["ref"])
                 node.kind, node.operation, node.noun = "material", "analysis", self.material["ref"]
                 node.description = self._step_text("material", material="the " + node.noun)
                 node.clause = self._pick("study") + " the " + node.noun
+                node.cue_clause = node.clause
                 node.join_ref = "the findings from the " + node.noun
+                node.role = f"analyse the {m} material the user supplies (described in `input`)"
             else:
                 self._generate(node, "gen_root")
+                node.role = f"create new {m} content"
             node.ref = "the " + node.noun
             return
         if len(parents) > 1:
@@ -275,44 +428,75 @@ class _Composer:
                 if p.modality == m:
                     self._generate(node, "informed", the_src=p.ref)
                     node.ref = "the " + node.noun
+                    node.role = f"create new {m} content based on step {p.step}"
                     return
                 parents = [p]
         if len(parents) > 1:
             srcs = _join(inputs, rng)
             them = self._pick("them")
+            steps = ", ".join(str(p.step) for p in parents)
             if all(p.modality == m for p in parents) and rng.random() < 0.35:
-                node.kind, node.operation, node.noun = "join_review", "analysis", parents[0].noun
-                node.description = self._step_text("join_review", the_srcs=srcs, criterion=self._criterion(m))
+                # what it compares, as its description names it
+                main = next((p for p in parents if (p.file or p.noun) in srcs), parents[0])
+                node.kind, node.operation, node.noun = "join_review", "analysis", main.file or main.noun
+                node.criterion = self._criterion(m)
+                node.description = self._step_text("join_review", the_srcs=srcs, criterion=node.criterion)
                 node.clause = self._pick("compare").format(them=them)
-                node.ref, node.join_ref = parents[0].ref, "the notes from that comparison"
+                node.cue_clause = node.clause
+                node.ref, node.join_ref = main.ref, "the notes from that comparison"
+                node.role = f"compare the results of steps {steps}"
             else:
                 self._generate(node, "join_gen", the_srcs=srcs)
                 node.clause = self._pick("join").format(
                     them=them, verb=self._verb, a_art=self._adj(node.noun, m)
                 )
+                node.cue_clause = f"{self._make()} {self._cue(m)} from {them}"
                 node.ref = "the " + node.noun
+                node.role = f"combine the results of steps {steps} into one {m} piece"
             return
         p = parents[0]
         if p.modality == m:
-            if p.kind in ("material", "text_research"):
-                self._generate(node, "from_material" if p.kind == "material" else "informed", the_src=p.ref)
-            elif p.operation == "analysis":
+            if p.kind in ("material", "text_research", "file"):
+                self._generate(
+                    node, "informed" if p.kind == "text_research" else "from_material", the_src=p.ref
+                )
+                node.role = f"create new {m} content from what step {p.step} found"
+            elif p.operation == "analysis" and p.step not in self._revised:
+                # a review is followed by at most one revision of what it reviewed
+                self._revised.add(p.step)
                 node.kind, node.noun = "revise", p.noun
                 node.description = self._step_text("revise", the_src=p.ref)
                 node.clause = self._pick("revise")
+                node.cue_clause = node.clause
                 node.ref = "the revised " + p.noun
+                node.role = f"revise the {m} piece using the review in step {p.step}"
                 return
+            elif p.operation == "analysis":
+                # another step after the same review makes something new from what it showed
+                self._generate(node, "after_review", the_src=p.ref)
+                node.role = f"create new {m} content using the review in step {p.step}"
             elif rng.random() < 0.55:
                 node.kind, node.operation, node.noun = "review", "analysis", p.noun
-                crit = self._criterion(m)
+                node.criterion = crit = self._criterion(m)
                 node.description = self._step_text("review", the_src=p.ref, criterion=crit)
                 node.clause = self._pick("review").format(it="{it}", criterion=crit)
+                node.cue_clause = rng.choice(
+                    [
+                        "check {it} over",
+                        "have {it} checked",
+                        "give {it} a once-over",
+                        "test {it} on a few people",
+                    ]
+                )
                 node.join_ref = "the feedback on the " + p.noun
+                node.role = f"review the {m} piece of step {p.step}"
             else:
                 node.kind = "derive"
                 node.noun = self._fresh(self.v[m]["derived"])
                 node.description = self._step_text("derive", the_src=p.ref, a_derived=_a(node.noun))
                 node.clause = self._pick("derive").format(a_art=_a(node.noun), it="{it}")
+                node.cue_clause = f"{self._make()} {self._cue(m)} from {{it}}"
+                node.role = f"derive another {m} piece from step {p.step}"
             node.ref = "the " + node.noun
             return
         pair = self.v["transforms"][(p.modality, m)]
@@ -321,64 +505,195 @@ class _Composer:
             node.noun = self._fresh(pair["artefacts"])
             node.description = _cap(rng.choice(pair["steps"]).format(the_src=p.ref, a_art=_a(node.noun)))
             node.clause = rng.choice(pair["clauses"]).format(a_art=self._adj(node.noun, m), it="{it}")
+            node.cue_clause = rng.choice(self.v["turn"]).format(it="{it}", cue=self._cue(m))
+            node.role = f"turn the {p.modality} of step {p.step} into {m}"
         else:
             kind = "after_review" if p.kind == "review" else "informed"
             self._generate(node, kind, the_src=p.ref)
+            node.role = f"create new {m} content based on step {p.step}"
         node.ref = "the " + node.noun
 
     def _generate(self, node: _Node, kind: str, **slots: str) -> None:
         noun, verb = self._artefact(node.modality)
         self._verb = verb
         node.kind, node.operation, node.noun = kind, "generation", noun
-        node.description = self._step_text(kind, verb=verb, a_art=self._styled(noun, node.modality), **slots)
+        node.description = self._step_text(
+            kind, verb=verb, a_art=self._styled(node, noun, node.modality), **slots
+        )
         node.clause = f"{verb} {self._adj(noun, node.modality)}"
+        node.cue_clause = f"{self._make()} {self._cue(node.modality)}"
         if kind in ("informed", "after_review", "from_material"):
-            node.clause += " " + self._pick("based_on") + " {it}"
+            based = " " + self._pick("based_on") + " {it}"
+            node.clause += based
+            node.cue_clause += based
 
-    # --- the instruction
-    def _mentioned(self, nodes: list[_Node]) -> list[_Node]:
-        """The steps the instruction talks about: every modality's first step (so every
-        modality is named) and the steps that make something new, at most three (or one per modality)."""
-        firsts: dict[str, _Node] = {}
-        for n in nodes:
-            firsts.setdefault(n.modality, n)
-        keep = set(map(id, firsts.values()))
-        items = [n for n in nodes if n.kind not in ("revise", "review", "join_review") or id(n) in keep]
-        while len(items) > max(3, len(keep)):
-            items.remove(next((n for n in reversed(items) if id(n) not in keep), items[-1]))
-        return items
+    # --- what the request talks about ----------------------------------------------------
+    def _sinks(self, nodes: list[_Node]) -> list[_Node]:
+        return [n for n in nodes if not n.children]
 
-    def instruction(self, nodes: list[_Node]) -> str:
+    def _told(self, nodes: list[_Node], budget: int = 0, closed: bool = True) -> list[_Node]:
+        """The steps the request talks about, in plan order: every final step (each is a
+        deliverable; a final check with what it checks), every step on a user's file, every
+        modality's first step (so every modality is named; not in the implicit style, which
+        leaves them to infer), then other steps that make something, up to `budget` in all.
+        `closed`: with the steps that make what a told step works from, so the request never
+        refers to an artefact it has not asked for (the terse style skips them)."""
+        keep = {id(n) for n in self._sinks(nodes)} | {id(n) for n in nodes if n.kind == "file"}
+        # a final check is told with what it checks, down to the artefacts themselves
+        stack = [n for n in self._sinks(nodes) if n.kind in _CHECK_KINDS]
+        while stack:
+            n = stack.pop()
+            for d in n.deps:
+                keep.add(id(nodes[d - 1]))
+                if nodes[d - 1].kind in _CHECK_KINDS:
+                    stack.append(nodes[d - 1])
+        if self.style != "implicit":
+            firsts: dict[str, _Node] = {}
+            for n in nodes:
+                firsts.setdefault(n.modality, n)
+            keep |= {id(n) for n in firsts.values()}
+        extra = [n for n in nodes if id(n) not in keep and n.kind in _ARTEFACT_KINDS]
+        room = max(0, budget - len(keep))
+        keep |= {id(n) for n in extra[:room]}
+        stack = [n for n in nodes if id(n) in keep] if closed and self.style == "implicit" else []
+        while stack:
+            n = stack.pop()
+            for d in n.deps:
+                p = nodes[d - 1]
+                while p.kind in ("review", "revise") and p.deps:
+                    p = nodes[p.deps[0] - 1]
+                if id(p) not in keep:
+                    keep.add(id(p))
+                    stack.append(p)
+        return [n for n in nodes if id(n) in keep]
+
+    def _thing(self, n: _Node, bare: bool = False) -> str:
+        """A deliverable as the request lists it: 'a bold poster', 'a fact list'."""
+        text = n.a_noun or self._adj(n.noun, n.modality)
+        return _bare(text) if bare else text
+
+    def _checked(self, n: _Node) -> tuple[_Node, _Node | None]:
+        """(the artefact a check step works on, its review) for a review or revision."""
+        review = n if n.kind == "review" else None
+        while n.kind in ("review", "revise"):
+            n = self._nodes[n.deps[0] - 1]
+            if review is None and n.kind == "review":
+                review = n
+        return n, review
+
+    def _things(self, items: list[_Node], bare: bool = False) -> list[str]:
+        """The artefacts among `items` as the request lists them; one a final check works on
+        says so ("a poster checked for legibility and then revised")."""
+        rng, out = self.rng, []
+        checks = [c for c in self._sinks(self._nodes) if c.kind in ("review", "revise")]
+        for n in items:
+            if n.kind not in _ARTEFACT_KINDS:
+                continue
+            text = self._thing(n, bare)
+            for c in checks:
+                art, review = self._checked(c)
+                if art is n and review is not None and bare:
+                    text += rng.choice([" (checked)", " (reviewed)", ", checked", " - proofed"])
+                    break
+                if art is n and review is not None:
+                    text += " " + rng.choice(self.iv["checked_thing"]).format(criterion=review.criterion)
+                    if c.kind == "revise":
+                        text += rng.choice(self.iv["revised_thing"])
+                    break
+            out.append(text)
+        return out
+
+    def _listable(self, items: list[_Node]) -> bool:
+        """Whether the request can list `items` as things to make: every final step makes an
+        artefact or checks one (a comparison or file analysis is told as a clause instead)."""
+        sinks = {id(n) for n in self._sinks(self._nodes)}
+        return (
+            all(n.kind in _ARTEFACT_KINDS or n.kind in ("review", "revise") for n in items if id(n) in sinks)
+            and not self.files
+            and self.material is None
+        )
+
+    def _clauses(
+        self, items: list[_Node], mode: str = "plain", with_subject: bool = True, aud: str = ""
+    ) -> list[str]:
+        """The plan told as clauses, one per item: 'record a short podcast episode about X',
+        'then transcribe it into a transcript'. `mode` 'cue' words artefacts by what they are
+        for (implicit style) and refers back to non-text ones by pronoun; 'bare' drops the
+        articles (terse style)."""
         rng = self.rng
-        items = self._mentioned(nodes)
+        conns = {k: rng.sample(v, len(v)) for k, v in self.iv["connectors"].items()}
+        parts: list[str] = []
+        prev: _Node | None = None
+        n_files = len(self.files)
+        said = False
+        for n in items:
+            if n.kind == "revise" and prev is not None and prev.step in n.deps and parts:
+                # a revision right after its review is told with it: "check it for X and fix it"
+                parts[-1] += " " + rng.choice(self.iv["fold_revise"])
+                prev = n
+                continue
+            parent = next((p for p in self._nodes if p.step in n.deps), None)
+            # steps the story skips (reviews, revisions) hand on the artefact they worked on
+            while parent is not None and parent.kind in ("review", "revise") and parent is not prev:
+                parent = self._nodes[parent.deps[0] - 1]
+            if n.kind == "file":
+                it = "it" if n_files == 1 and parts == [] and self.style == "first-person" else n.file
+            elif prev is not None and parent is prev:
+                it = self._pick("pronouns")
+            elif parent is not None and mode == "cue" and parent.modality != "text" and parent.kind != "file":
+                it = rng.choice(["it", "that", "the first one"])
+            else:
+                it = parent.ref if parent is not None else "the " + n.noun
+            # the subject is said once; later clauses call it "the topic"
+            topic = (
+                self.subject
+                if with_subject and not said
+                else rng.choice(["the topic", "the basics", "the essentials"])
+            )
+            cue = n.modality != "text" or self.cell.modalities == ("text",) or rng.random() < 0.5
+            source = n.cue_clause if mode == "cue" and cue else n.clause
+            said = said or "{topic}" in source
+            clause = source.format(it=it, topic=topic)
+            if not parts and with_subject and n.kind == "gen_root":
+                clause += " " + self._pick("about") + " " + self.subject + aud
+                said = True
+            if parts and mode == "bare":
+                clause = ("then " if rng.random() < 0.3 else "") + clause
+            elif parts and rng.random() < 0.4 and len(n.deps) <= 1:
+                pass  # listed without a connector: "a, b, and c"
+            elif parts:
+                # "separately" only for a real fork: a step beside the one before, not after it
+                told = {id(x) for x in items}
+                fork = parent is None or (id(parent) in told and parent is not prev)
+                rel = "joins" if len(n.deps) > 1 else "independent" if fork else "follows"
+                pool = conns[rel]
+                clause = (pool.pop() if len(pool) > 1 else pool[0]) + " " + clause
+            parts.append(_bare(clause) if mode == "bare" else clause)
+            prev = n
+        return parts
+
+    def _sentence(self, parts: list[str], split: float = 0.35) -> str:
+        """Clauses as one sentence ('a, b, and c') or, with chance `split`, several; without
+        the final full stop."""
+        if len(parts) == 1:
+            return parts[0]
+        if self.rng.random() < split:  # separate sentences
+            return parts[0] + ". " + ". ".join(_cap(p) for p in parts[1:])
+        return ", ".join(parts[:-1]) + ", and " + parts[-1]
+
+    def _fill(self, aud: str) -> dict[str, str]:
         verb = self._pick("verbs_mixed")
-        aud = self._pick("aud").format(audience=self.audience) if rng.random() < 0.6 else ""
-        research_things = [
-            "background notes",
-            "research notes",
-            "a fact summary",
-            "written research",
-            "a fact file",
-            "a briefing note",
-        ]
-        things_list = [
-            rng.choice(research_things) if n.kind == "text_research" else self._adj(n.noun, n.modality)
-            for n in items
-            if n.kind != "material"
-        ]
-        things = _join(things_list or [_a(nodes[-1].noun)], rng)
-        please = self._pick("please")
-        question = please in ("Could you", "Can you", "Would you")
         fill = {
             "subject": self.subject,
             "Subject": _cap(self.subject),
             "org": self.org,
             "Org": _cap(self.org),
+            "name": self.name,
+            "Name": self.name,
             "aud": aud,
             "verb": verb,
             "Verb": _cap(verb),
-            "things": things,
-            "Please": please,
+            "Please": self._pick("please"),
             "To_goal": self._pick("to_goal"),
             "topic_is": self._pick("topic_is"),
             "about": self._pick("about"),
@@ -386,81 +701,297 @@ class _Composer:
             "We_have": self._pick("we_have"),
             "Using": self._pick("using"),
             "study": self._pick("study"),
+            "day": self._pick("days"),
         }
         fill["Study"] = _cap(fill["study"])
+        return fill
+
+    def _aud(self, p: float = 0.35) -> str:
+        return self._pick("aud").format(audience=self.audience) if self.rng.random() < p else ""
+
+    def _extras(self, text: str, lead: float = 0.12, tail: float = 0.2) -> str:
+        rng = self.rng
+        if rng.random() < lead:
+            text = _cap(self._pick("lead").format(name=self.name, org=self.org)) + " " + text
+        if rng.random() < tail:
+            text += " " + self._pick("tail").format(purpose=self.purpose, day=self._pick("days"))
+        return text
+
+    # --- the request, one writer per style -------------------------------------------------
+    def instruction(self, nodes: list[_Node]) -> str:
+        # the steps are written: the request may say when and where (the steps keep the subject)
+        self.plain_subject = self.subject
+        if self.rng.random() < 0.45:
+            specific = self._specific()
+            if self.subject.endswith("in") and specific.startswith("in "):  # no "drop-in in Ashworth"
+                specific = "at " + specific[3:]
+            self.subject += " " + specific
+        return getattr(self, "_" + self.style.replace("-", "_"))(nodes)
+
+    def _specific(self) -> str:
+        sp, rng = self.v["specifics"], self.rng
+        venue = rng.choice(sp["venues"])
+        return rng.choice(sp["forms"]).format(
+            day=rng.randint(1, 28),
+            month=rng.choice(sp["months"]),
+            weekday=rng.choice(sp["weekdays"]),
+            hour=rng.choice(sp["hours"]),
+            place=self.place,
+            venue=venue,
+            venue_cap=_cap(venue),
+        )
+
+    def _imperative(self, nodes: list[_Node]) -> str:
+        rng = self.rng
+        items = self._told(nodes)
+        aud = self._aud()
+        fill = self._fill(aud)
         if self.material is not None:
             shape = "material"
             fill["material"] = "the " + self.material["ref"]
             story_items = [n for n in items if n.kind != "material"] or items
         else:
-            shape = rng.choice(["things", "story"])
+            shape = ("things" if rng.random() < 0.6 else "story") if self._listable(items) else "story"
             story_items = items
+        things = self._things(items)
+        fill["things"] = _join(things or [_a(nodes[-1].noun)], rng)
         template = rng.choice(self.iv[shape])
         with_subject = "{subject}" not in template and "{Subject}" not in template
-        story = self._story(story_items, with_subject, aud)
+        story = self._sentence(self._clauses(story_items, "plain", with_subject, aud)) + "."
         fill["story"], fill["Story"] = story, _cap(story)
         text = _cap(template.format(**fill))
-        if question and text.startswith(please) and text.endswith(".") and ". " not in text:
-            text = text[:-1] + "?"
-        elif not text.endswith((".", "?")):
-            text += "?" if question else "."
-        if rng.random() < 0.2:
+        if not text.endswith((".", "?", "!")):
+            text += "."
+        return self._extras(text)
+
+    def _question(self, nodes: list[_Node]) -> str:
+        rng = self.rng
+        q = self.v["question"]
+        items = self._told(nodes)
+        ask = rng.choice(q["asks"])
+        fill = self._fill(self._aud(0.25))
+        context = rng.choice(q["context"]).format(**fill)
+        if self._listable(items) and rng.random() < 0.65:  # the deliverables by name
+            things = _join(self._things(items), rng)
+            frame = rng.choice(q["things"])
+            if self.subject in context:  # the subject is said once
+                fill = {**fill, "subject": "it"}
+            text = frame.format(things=things, Context=context, **fill)
+        else:
+            frame = rng.choice(q["frames"])
+            with_subject = not (self.subject in context and "{Context}" in frame)
+            story = self._sentence(self._clauses(items, "plain", with_subject, fill["aud"]), split=0.0)
+            text = frame.format(Ask=ask, ask=ask[:1].lower() + ask[1:], story=story, Context=context)
+        if rng.random() < 0.15 and not frame.startswith("{Context}"):
             text = _cap(self._pick("lead").format(name=self.name, org=self.org)) + " " + text
-        if rng.random() < 0.35:
+        return _cap(text)
+
+    def _terse(self, nodes: list[_Node]) -> str:
+        """A short command (5 to 20 words): the deliverables listed, or the plan as bare clauses
+        when a final step is a check or works on supplied material."""
+        rng = self.rng
+        t = self.v["terse"]
+        items = self._told(nodes, budget=0, closed=False)
+        sinks = {id(n) for n in self._sinks(nodes)}
+        short = [n for n in items if n.kind not in _CHECK_KINDS or id(n) in sinks]
+        subject = self.subject if rng.random() < 0.4 else self.plain_subject
+        topic = re.sub(r"^(?:a|an|the|our|this year's|next month's)\s+", "", subject)
+        things = [n for n in items if n.kind in _ARTEFACT_KINDS]
+        listable = self._listable(items)
+        list_forms = [f for f in t["forms"] if "{list}" in f]
+        clause_forms = [f for f in t["forms"] if "{list}" not in f]
+        sep = rng.choice(t["join"])
+        best = ""
+        for attempt in range(10):
+            form = rng.choice(list_forms if listable and rng.random() < 0.75 else clause_forms)
+            adj = 0.5 if attempt < 3 else 0.0
+            items_list = [
+                self._thing(n, bare=True) if rng.random() < adj else n.a_noun or n.noun for n in things
+            ]
+            told = items if attempt < 3 else short
+            fill = {
+                "topic": topic if attempt < 6 else _slug(topic, 3).replace("_", " "),
+                "list": sep.join(_bare(x) for x in items_list),
+                "clauses": ", ".join(self._clauses(told, "bare", "{topic}" not in form and attempt < 3, "")),
+                "aud_short": rng.choice(t["aud_short"]).format(audience=self.audience),
+                "day": self._pick("days"),
+            }
+            text = form.format(**fill)
+            if self.material is not None and (attempt >= 3 or rng.random() < 0.4):
+                # supplied material, then what to make of it
+                mat = _bare(self._pick("study") + " " + self.material["ref"])
+                made = [_bare(x) for x in self._things(items, bare=True)]
+                if made:
+                    text = rng.choice(
+                        ["{m}, then {l}", "{m} -> {l}", "{m}; want {l}", "{m} and make {l}"]
+                    ).format(m=mat, l=sep.join(made))
+            words = len(text.split())
+            if 5 <= words <= 20:
+                best = text
+                break
+            if not best or abs(words - 12) < abs(len(best.split()) - 12):
+                best = text
+        text = best
+        if len(text.split()) < 5:
+            text += f" for {topic}"
+        if rng.random() < 0.6:
+            text = text[:1].lower() + text[1:]
+        if rng.random() < 0.3:
+            text += "."
+        return text
+
+    def _brief(self, nodes: list[_Node]) -> str:
+        """Several sentences: who asks, what they need, then one or two constraints that are the
+        steps' own (a deliverable's style, a review's criterion), so the plan does what the
+        brief demands."""
+        rng = self.rng
+        b = self.v["brief"]
+        items = self._told(nodes)
+        reviews = [n for n in nodes if n.kind == "review"]
+        checks = [rng.choice(reviews)] if reviews and rng.random() < 0.5 else []
+        items = [n for n in items if n not in checks] or items
+        fill = self._fill(self._aud(0.3))
+        fill["doing"] = rng.choice(b["doing"])
+        fill["Me"] = rng.choice(b["me"])
+        context = _cap(rng.choice(b["context"]).format(**fill))
+        if self._listable(items) and rng.random() < 0.7:
+            ask = rng.choice([a for a in b["ask"] if "{things}" in a])
+        else:
+            ask = rng.choice([a for a in b["ask"] if "{things}" not in a])
+        things = _join(self._things(items) or [_a(nodes[-1].noun)], rng)
+        story = self._sentence(self._clauses(items, "plain", False, fill["aud"]), split=0.0)
+        sentences = [context, ask.format(things=things + fill["aud"], story=story)]
+        picked = []
+        for n in checks:  # a review the brief states as a constraint instead of a step to tell
+            reviewed = self._nodes[n.deps[0] - 1]
+            picked.append(
+                _cap(
+                    rng.choice(b["checked"]).format(
+                        the_art=reviewed.ref, The_art=_cap(reviewed.ref), criterion=n.criterion
+                    )
+                )
+            )
+        styled = [n for n in items if n.constraint]  # the told deliverables' own styles
+        rng.shuffle(styled)
+        for n in styled[: rng.choice([1, 1, 2]) - len(picked)]:
+            picked.append(n.constraint.format(the_art=n.ref, The_art=_cap(n.ref)))
+        if not picked or rng.random() < 0.15:
+            picked.append(rng.choice(self.v["constraints"]))
+        if rng.random() < 0.25:
+            day = self._pick("days")
+            picked.append(rng.choice(b["deadline"]).format(day=day, Day=_cap(day)))
+        return " ".join(sentences + picked)
+
+    def _first_person(self, nodes: list[_Node]) -> str:
+        rng = self.rng
+        v = self.v
+        items = self._told(nodes)
+        files = [n for n in self.files if not n.file.startswith("http")]
+        urls = [n for n in self.files if n.file.startswith("http")]
+        sentences = []
+        if files:
+            names = []
+            for n in files:
+                form = rng.random()
+                if form < 0.5 or n.noun.split()[-1].lower() in n.file.lower():  # no "my vlog vlog.mp4"
+                    names.append(n.file)
+                elif form < 0.75:
+                    names.append(f"{_a(n.noun)} ({n.file})")
+                else:
+                    names.append(f"my {n.noun} {n.file}")
+            sentences.append(
+                _cap(
+                    (
+                        rng.choice(v["have"]["verb"]) + " {files}" + rng.choice(v["have"]["origin"]) + "."
+                    ).format(files=_join(names, rng), event=rng.choice(v["event"]), Name=self.name)
+                )
+            )
+        if sentences:
+            sentences[0] = sentences[0].replace("my my ", "my ").replace("My my ", "My ")
+        for n in urls:
+            found = rng.choice(v["urls"]["found"])
+            sentences.append(
+                _cap(found.format(a_noun=_a(n.noun), A_noun=_cap(_a(n.noun)), noun=n.noun, url=n.file))
+            )
+        made = [n for n in items if n.kind != "file"]
+        sinks = {id(n) for n in self._sinks(nodes)}
+        if (
+            made
+            and all(
+                n.kind in _ARTEFACT_KINDS or n.kind in ("review", "revise") for n in made if id(n) in sinks
+            )
+            and not any(id(n) in sinks for n in self.files)
+            and rng.random() < 0.5
+        ):  # what the files are for, by name: the steps on the files serve it
+            things = _join(self._things(made), rng)
+            it = "it" if len(self.files) == 1 else "them"
+            nf = v["need_first"]
+            need = rng.choice(v["implicit"]["need"])
+            lead = rng.choice(nf["lead"]).format(it=it)
+            sentences.append(
+                _cap(
+                    rng.choice(nf["forms"]).format(
+                        things=things, it=it, Lead=lead, need=need, Need=_cap(need)
+                    )
+                )
+            )
+        else:
+            story = self._sentence(self._clauses(items, "plain", True, self._aud(0.2)), split=0.0)
+            asks = v["ask_first"]
+            if story.startswith("tell me"):  # "help me tell me ..." does not parse
+                asks = [a for a in asks if "you" in a.lower() or a.startswith("Please")]
+            sentences.append(rng.choice(asks).format(story=story))
+        text = " ".join(sentences)
+        if rng.random() < 0.25:
             text += " " + self._pick("tail").format(purpose=self.purpose, day=self._pick("days"))
         return text
 
-    def _story(self, items: list[_Node], with_subject: bool, aud: str) -> str:
-        rng = self.rng
-        conns = {k: rng.sample(v, len(v)) for k, v in self.iv["connectors"].items()}
-        parts: list[str] = []
-        prev: _Node | None = None
-        for n in items:
-            parent = next((p for p in self._nodes if p.step in n.deps), None)
-            # steps the story skips (reviews, revisions) hand on the artefact they worked on
-            while parent is not None and parent.kind in ("review", "revise") and parent is not prev:
-                parent = self._nodes[parent.deps[0] - 1]
-            if prev is not None and parent is prev:
-                it = self._pick("pronouns")
+    def _implicit(self, nodes: list[_Node]) -> str:
+        """The deliverables by what they are for, not what they are: the final steps only
+        (a planner infers the steps that lead to them), each a cue of its modality."""
+        rng, iv = self.rng, self.v["implicit"]
+        cues = []
+        for n in self._sinks(nodes):
+            art = n
+            while art.kind in _CHECK_KINDS:
+                art = nodes[art.deps[0] - 1]
+            if art.kind in ("file", "material"):
+                cue = art.clause.format(it="the " + art.noun, topic=self.subject)
             else:
-                it = parent.ref if parent is not None else "the " + n.noun
-            topic = (
-                self.subject
-                if with_subject
-                else rng.choice(["the topic", "the background", "the essentials"])
-            )
-            clause = n.clause.format(it=it, topic=topic)
-            if not parts and with_subject and n.kind == "gen_root":
-                clause += " " + self._pick("about") + " " + self.subject + aud
-            if parts:
-                rel = "joins" if len(n.deps) > 1 else "follows" if parent is prev else "independent"
-                pool = conns[rel]
-                clause = (pool.pop() if len(pool) > 1 else pool[0]) + " " + clause
-            parts.append(clause)
-            prev = n
-        if len(parts) == 1:
-            return parts[0] + "."
-        if rng.random() < 0.35:  # separate sentences
-            return parts[0] + ". " + " ".join(_cap(p) + "." for p in parts[1:])
-        return ", ".join(parts[:-1]) + ", and " + parts[-1] + "."
+                cue = self._cue(art.modality)
+            if n.kind in _CHECK_KINDS:
+                cue += " " + rng.choice(iv["checked"])
+            cues.append(cue)
+        cues = list(dict.fromkeys(cues))
+        fill = self._fill(self._aud(0.2))
+        fill["cues"] = _join(cues, rng)
+        fill["cues_cap"] = _cap(fill["cues"])
+        fill["need"] = rng.choice(iv["need"])
+        fill["Need"] = _cap(fill["need"])
+        text = _cap(rng.choice(iv["frames"]).format(**fill))
+        return self._extras(text, lead=0.15, tail=0.3)
 
-    def compose(self) -> dict[str, Any]:
+    # --- the row ---------------------------------------------------------------------------
+    def compose(self) -> Draft:
         cell, rng = self.cell, self.rng
-        deps = _graph(cell, _n_steps(cell, rng), rng)
+        deps = [[]] if cell.single else _graph(cell, _n_steps(cell, rng), rng)
         self.single_root = sum(1 for d in deps if not d) == 1
         mods = _modalities(deps, cell.modalities, rng)
         self._nodes = nodes = [
             _Node(i, d, m) for i, (d, m) in enumerate(zip(deps, mods, strict=True), start=1)
         ]
         for n in nodes:
+            for d in n.deps:
+                nodes[d - 1].children.append(n.step)
+        for n in nodes:
             self.node(n, [nodes[d - 1] for d in n.deps])
         if self.material is not None:
             brief = self.material["input"]
-        elif rng.random() < 0.15:
+        elif self.style not in ("terse", "first-person") and rng.random() < 0.15:
             brief = "Notes from the client: " + " ".join(rng.sample(self.v["constraints"], 2))
         else:
             brief = ""
-        return {
+        candidate = {
             "instruction": self.instruction(nodes),
             "input": brief,
             "structure": cell.structure,
@@ -474,10 +1005,15 @@ class _Composer:
                 }
                 for n in nodes
             ],
+            "style": self.style,
         }
-
-
-_MODS = ("text", "image", "audio", "video")
+        return Draft(
+            candidate,
+            self.style,
+            deliverables=tuple(n.file or n.noun for n in self._sinks(nodes)),
+            files=tuple(n.file for n in self.files),
+            roles=tuple(n.role for n in nodes),
+        )
 
 
 def _look_alike(descriptions: list[str]) -> bool:
@@ -491,27 +1027,37 @@ def _look_alike(descriptions: list[str]) -> bool:
     return False
 
 
-def _compose(cell: Cell, rng: random.Random) -> dict[str, Any]:
+def _compose(cell: Cell, rng: random.Random, style: str) -> Draft:
+    """A draft the build's validator accepts (a few tries: a terse request that came out too
+    long, two steps that read alike)."""
     for _ in range(20):
-        cand = _Composer(cell, rng).compose()
-        if not _look_alike([st["description"] for st in cand["subtasks"]]):
-            return cand
-    return cand
+        draft = _Composer(cell, rng, style).compose()
+        if _look_alike([st["description"] for st in draft.candidate["subtasks"]]):
+            continue
+        if not validate_row(make_row(draft.candidate, "offline"), cell):
+            return draft
+    return draft
+
+
+def drafts(cell: Cell, n: int, seed: int) -> list[Draft]:
+    """`n` drafts for `cell`, a pure function of (cell, n, seed); no repeated instruction. The
+    rows' styles follow the cell's style weights (`taxonomy.assign_styles`)."""
+    rng = random.Random(seed)
+    out: list[Draft] = []
+    seen: set[str] = set()
+    for style in assign_styles(n, seed, dict(cell.styles) or None):
+        for _ in range(20):
+            draft = _compose(cell, rng, style)
+            if draft.candidate["instruction"].lower() not in seen:
+                break
+        seen.add(draft.candidate["instruction"].lower())
+        out.append(draft)
+    return out
 
 
 def generate_rows(cell: Cell, n: int, seed: int) -> list[dict[str, Any]]:
     """`n` candidates for `cell`, a pure function of (cell, n, seed); no repeated instruction."""
-    rng = random.Random(seed)
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    while len(out) < n:
-        for _ in range(20):
-            cand = _compose(cell, rng)
-            if cand["instruction"].lower() not in seen:
-                break
-        seen.add(cand["instruction"].lower())
-        out.append(cand)
-    return out
+    return [d.candidate for d in drafts(cell, n, seed)]
 
 
 class OfflineBackend:

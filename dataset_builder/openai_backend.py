@@ -26,7 +26,7 @@ from taskdecomp import prompts
 from taskdecomp.errors import AuthError, BackendError, redact
 from taskdecomp.reporter import Reporter
 from taskdecomp.schema import OPERATIONS, row_schema
-from taskdecomp.taxonomy import MAX_STEPS
+from taskdecomp.taxonomy import STYLE_DESCRIPTIONS, STYLES
 
 from .backend import GenerationRequest, GenerationResult, Usage
 from .limits import RateLimiter
@@ -38,6 +38,8 @@ __all__ = [
     "TOKENS_PER_ROW",
     "OpenAIBackend",
     "candidate_schema",
+    "styled_candidate_schema",
+    "plan_skeletons",
     "response_format",
     "build_messages",
     "chat_body",
@@ -47,7 +49,9 @@ __all__ = [
 ]
 
 #: bump when the prompt files or the schema sent change: part of the build fingerprint.
-PROMPT_VERSION = "gen-v1"
+#: gen-v2: the plan skeleton and the request style of every row are in the prompt
+#: (back-instruction), the reply carries each row's `style`.
+PROMPT_VERSION = "gen-v2"
 #: estimated completion tokens per row (a 4-6 step row in JSON is ~250-350 tokens).
 TOKENS_PER_ROW = 320
 TEMPERATURE = 1.0
@@ -97,12 +101,29 @@ def candidate_schema() -> dict[str, Any]:
     }
 
 
+@cache
+def styled_candidate_schema() -> dict[str, Any]:
+    """`candidate_schema` with each row's request `style` (the row schema's enum): what a
+    taxonomy request's reply carries (a tool-graph request's has no style)."""
+    import copy
+
+    schema = copy.deepcopy(candidate_schema())
+    row = schema["properties"]["rows"]["items"]
+    row["properties"]["style"] = _strict(row_schema()["properties"]["style"])
+    row["required"] = list(row["properties"])
+    return schema
+
+
 def response_format(json_mode: bool = False) -> dict[str, Any]:
     if json_mode:
         return {"type": "json_object"}
     return {
         "type": "json_schema",
-        "json_schema": {"name": "task_decomposition_rows", "strict": True, "schema": candidate_schema()},
+        "json_schema": {
+            "name": "task_decomposition_rows",
+            "strict": True,
+            "schema": styled_candidate_schema(),
+        },
     }
 
 
@@ -111,8 +132,32 @@ def _domains() -> tuple[str, ...]:
     return tuple(line.strip() for line in prompts.read("generate_domains.txt").splitlines() if line.strip())
 
 
+def plan_skeletons(request: GenerationRequest) -> list[dict[str, Any]]:
+    """The plan of every row of `request`, composed first (back-instruction): the offline
+    composer's graph, modalities, operations and each step's role, with the row's request
+    style (`taxonomy.assign_styles` over the cell's style weights), but none of its words.
+    Deterministic for the request's seed, so a retried, resumed or batched request sends the
+    same prompt."""
+    from .offline import drafts
+
+    plans = []
+    for draft in drafts(request.cell, request.n_rows, request.seed):
+        steps = []
+        for st, role in zip(draft.candidate["subtasks"], draft.roles, strict=True):
+            tag = f"{st['modality']} {st['operation']}"
+            if st["depends_on"]:
+                tag += "; after " + ", ".join(str(d) for d in st["depends_on"])
+            steps.append(f"{st['step']}. [{tag}] {role}")
+        plans.append(
+            {"style": draft.style, "style_description": STYLE_DESCRIPTIONS[draft.style], "steps": steps}
+        )
+    return plans
+
+
 def build_messages(request: GenerationRequest, *, json_mode: bool = False) -> list[dict[str, str]]:
-    """System + user messages for one request; deterministic for the request's seed."""
+    """System + user messages for one request; deterministic for the request's seed. The user
+    message holds each row's plan skeleton and request style: the model writes the steps'
+    descriptions from the plan, then the request from the plan (back-instruction)."""
     domains = random.Random(request.seed).sample(_domains(), 4)
     cell = request.cell
     user = prompts.render(
@@ -121,13 +166,17 @@ def build_messages(request: GenerationRequest, *, json_mode: bool = False) -> li
         cell_key=cell.key,
         modalities=list(cell.modalities),
         structure=cell.structure,
+        single=cell.single,
         min_steps=cell.min_steps,
-        max_steps=MAX_STEPS,
+        max_steps=cell.max_steps,
         operations=list(OPERATIONS),
         domains=domains,
+        plans=plan_skeletons(request),
         avoid=[" ".join(a.split()) for a in request.avoid],
     )
-    system = prompts.render("generate_system.j2", json_mode=json_mode)
+    system = prompts.render(
+        "generate_system.j2", json_mode=json_mode, styles=[(s, STYLE_DESCRIPTIONS[s]) for s in STYLES]
+    )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
@@ -181,6 +230,8 @@ def _usable(row: Any) -> dict[str, Any] | None:
     }
     if isinstance(row.get("structure"), str):
         out["structure"] = row["structure"]
+    if row.get("style") in STYLES:  # else make_row reads the style off the instruction
+        out["style"] = row["style"]
     return out
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from taskdecomp.errors import ConfigError
 from taskdecomp.files import atomic_path, atomic_write_text
-from taskdecomp.stats import DatasetStats, coverage
+from taskdecomp.stats import DatasetStats, coverage, style_coverage
 
 __all__ = [
     "check_out_location",
@@ -152,7 +152,7 @@ def write_dataset(
     split → shards → rejects.jsonl (and `extra` files) → stats.json → README.md + chart.
 
     `stats` carries what the caller knows (backend, usage, dedup, ...); the row counts, splits and
-    coverage are filled in here from `rows`. stats.json is written after the shards, so its
+    coverage (cells and request styles) are filled in here from `rows`. stats.json is written after the shards, so its
     presence means the shards are complete; the card is rendered from both."""
     splits = split_rows(rows, test_size, seed)
     write_splits(splits, out)
@@ -162,7 +162,11 @@ def write_dataset(
     for name, text in (extra or {}).items():
         atomic_write_text(out / name, text)
     stats = dataclasses.replace(
-        stats, n_rows=len(rows), splits={k: len(v) for k, v in splits.items() if v}, coverage=coverage(rows)
+        stats,
+        n_rows=len(rows),
+        splits={k: len(v) for k, v in splits.items() if v},
+        coverage=coverage(rows),
+        style_coverage=style_coverage(rows),
     )
     stats.write(out)
     from taskdecomp.loader_script.dataset_card import write_dataset_card  # datasets + matplotlib

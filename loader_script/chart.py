@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from taskdecomp.files import atomic_path  # noqa: E402
 from taskdecomp.schema import STRUCTURES  # noqa: E402
+from taskdecomp.stats import COVERAGE_COLUMNS, SINGLE  # noqa: E402
 
 __all__ = ["render_coverage_chart"]
 
@@ -30,7 +31,9 @@ def render_coverage_chart(
     """Write a PNG heatmap of `cov` ({combo: {structure: count}}) to `path`, with a per-tool
     bar panel below it when `tools` ({tool id: rows}) is given; returns `path`."""
     combos = list(cov) or ["(no rows)"]
-    grid = [[cov.get(c, {}).get(s, 0) for s in STRUCTURES] for c in combos]
+    # one-step plans get a column of their own when there are any ("1 step")
+    cols = COVERAGE_COLUMNS if any(v.get(SINGLE) for v in cov.values()) else STRUCTURES
+    grid = [[cov.get(c, {}).get(s, 0) for s in cols] for c in combos]
     peak = max((v for row in grid for v in row), default=0) or 1
 
     heat_h = 0.38 * len(combos) + 1.6
@@ -43,7 +46,7 @@ def render_coverage_chart(
         fig, ax = plt.subplots(figsize=(5.2, heat_h), dpi=110)
     try:
         im = ax.imshow(grid, cmap="Blues", vmin=0, vmax=peak, aspect="auto")
-        ax.set_xticks(range(len(STRUCTURES)), labels=list(STRUCTURES))
+        ax.set_xticks(range(len(cols)), labels=["1 step" if c == SINGLE else c for c in cols])
         ax.set_yticks(range(len(combos)), labels=combos)
         ax.tick_params(axis="x", top=True, bottom=False, labeltop=True, labelbottom=False)
         for i, row in enumerate(grid):

@@ -33,8 +33,9 @@ from taskdecomp.loader_script.features import (
     read_rows,
     shard_features,
 )
-from taskdecomp.schema import MODALITIES
-from taskdecomp.stats import DatasetStats, coverage, coverage_table, tool_coverage_table
+from taskdecomp.mermaid import escape_markdown, mermaid_block, pick_examples, subtasks_to_mermaid
+from taskdecomp.schema import MODALITIES, STRUCTURES
+from taskdecomp.stats import DatasetStats, coverage, coverage_table, style_coverage_table, tool_coverage_table
 
 __all__ = [
     "write_dataset_card",
@@ -130,6 +131,35 @@ def _example(out_dir: Path) -> dict[str, Any]:
     return table.slice(0, 1).to_pylist()[0] if table.num_rows else {}
 
 
+def _plan_examples(out_dir: Path, k: int = 3) -> list[dict[str, Any]]:
+    """`k` train rows of different structures, each with its plan as a Mermaid flowchart: the
+    first row of each structure in shard order (then the next rows, when fewer structures
+    exist), ordered chain, parallel, dag. Reads only the `structure` column to choose."""
+    files = sorted((out_dir / "data").glob("train-*.parquet")) or shard_files(out_dir)
+    order = {s: i for i, s in enumerate(STRUCTURES)}
+    located = (
+        (structure, path, i)
+        for path in files
+        for i, structure in enumerate(pq.read_table(path, columns=["structure"]).column(0).to_pylist())
+    )
+    picked = sorted(
+        pick_examples(located, key=lambda t: t[0], k=k), key=lambda t: order.get(t[0], len(order))
+    )
+    examples = []
+    for _, path, i in picked:
+        row = pq.read_table(path).slice(i, 1).to_pylist()[0]
+        examples.append(
+            {
+                "instruction": escape_markdown(row["instruction"]),
+                "input": escape_markdown(row.get("input") or ""),
+                "structure": row["structure"],
+                "modalities": row["modalities"],
+                "mermaid": mermaid_block(subtasks_to_mermaid(row["subtasks"])),
+            }
+        )
+    return examples
+
+
 def _card_data(
     sizes: dict[str, tuple[int, int]], pretty_name: str, features: datasets.Features = FEATURES
 ) -> DatasetCardData:
@@ -186,7 +216,10 @@ def _render(out_dir: Path, stats: DatasetStats, cov: dict[str, dict[str, int]], 
         dup_exact=stats.dedup.exact,
         dup_near=stats.dedup.near,
         example_json=json.dumps(_example(out_dir), indent=2, ensure_ascii=False),
+        plan_examples=_plan_examples(out_dir),
         coverage_table=coverage_table(cov),
+        # rows per request style (older builds have none)
+        style_coverage_table=style_coverage_table(stats.style_coverage) if stats.style_coverage else "",
         # tool-graph datasets (build-dataset --tools): the catalogue and rows per tool / tool cell
         catalogue=stats.catalogue,
         tool_coverage_table=tool_coverage_table(stats.tool_coverage) if stats.tool_coverage else "",

@@ -47,6 +47,8 @@ FEATURES = datasets.Features(
         "modalities": datasets.List(datasets.Value("string")),
         "structure": datasets.Value("string"),
         "source": datasets.Value("string"),
+        # the request style (taskdecomp.taxonomy.STYLES); datasets built before it lack the column
+        "style": datasets.Value("string"),
     }
 )
 
@@ -68,20 +70,35 @@ TOOL_FEATURES = datasets.Features(
 )
 
 
+def _without_style(features: datasets.Features) -> datasets.Features:
+    return datasets.Features({k: v for k, v in features.items() if k != "style"})
+
+
+# the same without `style`: the shards of a dataset built before request styles existed
+_LEGACY = {id(FEATURES): _without_style(FEATURES), id(TOOL_FEATURES): _without_style(TOOL_FEATURES)}
+
+
 def features_for(rows: Iterable[dict[str, Any]]) -> datasets.Features:
-    """`TOOL_FEATURES` when any step of `rows` names a tool, else `FEATURES`."""
-    tooled = any(st.get("tool") for r in rows for st in r.get("subtasks") or ())
-    return TOOL_FEATURES if tooled else FEATURES
+    """`TOOL_FEATURES` when any step of `rows` names a tool, else `FEATURES`; without the
+    `style` column when no row has one (rows of a dataset built before styles existed)."""
+    tooled = styled = False
+    for r in rows:
+        styled = styled or bool(r.get("style"))
+        tooled = tooled or any(st.get("tool") for st in r.get("subtasks") or ())
+    full = TOOL_FEATURES if tooled else FEATURES
+    return full if styled else _LEGACY[id(full)]
 
 
 def storage_rows(rows: Iterable[dict[str, Any]], features: datasets.Features) -> list[dict[str, Any]]:
     """`rows` as the shards store them: under `TOOL_FEATURES` every step has `tool` (None
     when it has none) and `args` ([] when it has none)."""
-    if features is not TOOL_FEATURES:
-        return list(rows)
+    styled = "style" in features
+    if features is not TOOL_FEATURES and features is not _LEGACY[id(TOOL_FEATURES)]:
+        return [{**r, "style": r.get("style")} for r in rows] if styled else list(rows)
     return [
         {
             **r,
+            **({"style": r.get("style")} if styled else {}),
             "subtasks": [
                 {**st, "tool": st.get("tool"), "args": list(st.get("args") or [])} for st in r["subtasks"]
             ],
@@ -91,13 +108,16 @@ def storage_rows(rows: Iterable[dict[str, Any]], features: datasets.Features) ->
 
 
 def shard_features(out: Path) -> datasets.Features:
-    """The features of a built folder's shards: `TOOL_FEATURES` when they store tools."""
+    """The features of a built folder's shards: `TOOL_FEATURES` when they store tools, without
+    `style` when they predate it."""
     import pyarrow.parquet as pq
 
     for split in SPLITS:
         for path in sorted((out / "data").glob(f"{split}-*.parquet")):
-            step = pq.read_schema(path).field("subtasks").type.value_type
-            return TOOL_FEATURES if step.get_field_index("tool") >= 0 else FEATURES
+            schema = pq.read_schema(path)
+            step = schema.field("subtasks").type.value_type
+            full = TOOL_FEATURES if step.get_field_index("tool") >= 0 else FEATURES
+            return full if "style" in schema.names else _LEGACY[id(full)]
     return FEATURES
 
 
@@ -127,7 +147,9 @@ def read_rows(out: Path) -> dict[str, list[dict[str, Any]]]:
 
 def _untyped_tools(row: dict[str, Any]) -> dict[str, Any]:
     """The row as it was written: a step's `tool` only when set, its `args` only when non-empty
-    (Parquet gives every step both columns)."""
+    (Parquet gives every step both columns); `style` only when set."""
+    if "style" in row and row["style"] is None:
+        row.pop("style")
     for st in row.get("subtasks") or ():
         if st.get("tool") is None:
             st.pop("tool", None)

@@ -38,7 +38,10 @@ __all__ = [
     "MODALITIES",
     "OPERATIONS",
     "STRUCTURES",
+    "STYLES",
     "ROW_FIELDS",
+    "FILE_OR_URL",
+    "infer_style",
     "ARG_PATTERN",
     "STEP_REF",
     "row_schema",
@@ -55,7 +58,9 @@ __all__ = [
 MODALITIES = ("text", "image", "audio", "video")
 OPERATIONS = ("generation", "analysis", "transformation")
 STRUCTURES = ("chain", "parallel", "dag")
-ROW_FIELDS = ("id", "instruction", "input", "output", "subtasks", "modalities", "structure", "source")
+#: request styles (the row schema's `style` enum; `taxonomy` describes them)
+STYLES = ("imperative", "first-person", "question", "terse", "brief", "implicit")
+ROW_FIELDS = ("id", "instruction", "input", "output", "subtasks", "modalities", "structure", "source", "style")  # fmt: skip
 ARG_PATTERN = re.compile(r"^[^,;\[\]\n]{1,80}$")  # a literal argument (row.schema.json says the same)
 STEP_REF = re.compile(r"^<step-(\d+)>$")  # an argument that is an earlier step's output
 
@@ -233,9 +238,12 @@ def _subtask(st: dict[str, Any], i: int) -> dict[str, Any]:
 
 
 def make_row(candidate: dict[str, Any], source: str) -> dict[str, Any]:
-    """Candidate → row. Does not validate (see dataset_builder.validate)."""
+    """Candidate → row. Does not validate (see dataset_builder.validate). The row's `style` is
+    the candidate's (a backend wrote the request in it), else the style the instruction reads
+    as (`infer_style`: imported and tool-graph rows), so every row has one."""
     subtasks = [_subtask(st, i) for i, st in enumerate(candidate.get("subtasks") or [], start=1)]
     instruction = _SPACE.sub(" ", str(candidate.get("instruction", ""))).strip()
+    style = candidate.get("style")
     return {
         "id": row_id(instruction),
         "instruction": instruction,
@@ -245,4 +253,40 @@ def make_row(candidate: dict[str, Any], source: str) -> dict[str, Any]:
         "modalities": sorted({st["modality"] for st in subtasks}),
         "structure": candidate.get("structure") or classify_structure(subtasks),
         "source": source,
+        "style": str(style) if style else infer_style(instruction),
     }
+
+
+#: a file name with a media or document extension, or a web address
+FILE_OR_URL = re.compile(
+    r"https?://[^\s,;]+[^\s,;.?!)]|\b[\w-]+(?:\.[\w-]+)*\.(?:wav|mp3|m4a|flac|ogg|aac|jpe?g|png|gif|webp|heic|tiff?|svg"
+    r"|mp4|mov|avi|mkv|webm|txt|md|pdf|docx?|csv|xlsx|pptx?|srt|vtt|json|html?)\b",
+    re.IGNORECASE,
+)
+_FIRST_PERSON = re.compile(r"\b(i|i'm|i've|i'd|my|me|we|we've|we're|our)\b", re.IGNORECASE)
+_CONSTRAINT = re.compile(
+    r"\b(must|should|needs? to|has to|have to|keep|no more than|at most|under|avoid|don't|do not|only|"
+    r"deadline|budget|by (monday|tuesday|wednesday|thursday|friday|the))\b",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"[.!?](?:\s+|$)")
+
+
+def infer_style(instruction: str) -> str:
+    """The style a request reads as, for rows written without one: a question ends with '?';
+    first-person names a file or URL and speaks as 'I'/'we'; a brief has several sentences and
+    a constraint; a terse command is short and unpunctuated or joins items with '+'; anything
+    else is imperative. ('implicit' is never inferred: what a request leaves unsaid cannot be
+    read off it.)"""
+    text = " ".join(instruction.split())
+    if FILE_OR_URL.search(text) and _FIRST_PERSON.search(text):
+        return "first-person"
+    if text.endswith("?"):
+        return "question"
+    sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+    if len(sentences) >= 3 and _CONSTRAINT.search(text):
+        return "brief"
+    words = len(text.split())
+    if words <= 14 and (text[-1:] not in ".!" or " + " in text or text[:1].islower()):
+        return "terse"
+    return "imperative"

@@ -1,4 +1,5 @@
-"""What a built dataset folder says about itself: its coverage of the taxonomy and its
+"""What a built dataset folder says about itself: its coverage of the taxonomy (modality
+combination × structure, one-step plans in a column of their own, and request styles) and its
 de-duplication rule, shared by build-dataset, import-dataset and the dataset card."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from taskdecomp.errors import InputError
 from taskdecomp.files import atomic_write_json
 from taskdecomp.schema import MODALITIES, OPERATIONS, STRUCTURES
+from taskdecomp.taxonomy import SINGLE, STYLES
 
 __all__ = [
     "DatasetStats",
@@ -22,11 +24,16 @@ __all__ = [
     "Taxonomy",
     "coverage",
     "coverage_table",
+    "style_coverage",
+    "style_coverage_table",
+    "COVERAGE_COLUMNS",
     "tool_coverage_table",
     "describe_rule",
 ]
 
 STATS_FILE = "stats.json"
+#: the coverage table's columns: one-step plans ('single'), then the structures of plans of 2+ steps
+COVERAGE_COLUMNS: tuple[str, ...] = (SINGLE, *STRUCTURES)
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ class DatasetStats:
     source: str  # the rows' `source` field
     seed: int
     coverage: dict[str, dict[str, int]] = field(default_factory=dict)  # older files may lack it
+    style_coverage: dict[str, int] = field(default_factory=dict)  # rows per request style (ditto)
     rejects: dict[str, int] = field(default_factory=dict)  # reason code -> rows
     usage: Usage = Usage()
     requests: int = 0
@@ -158,11 +166,40 @@ def describe_rule(threshold: float) -> str:
 
 
 def coverage(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """{ 'audio+text': {'chain': 12, 'parallel': 9, 'dag': 11}, ... }"""
-    table: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(STRUCTURES, 0))
+    """{ 'audio': {'single': 7, 'chain': 12, 'parallel': 9, 'dag': 11}, 'audio+text': {...}, ... }:
+    rows per modality combination and structure; a one-step plan (a chain of one step) counts
+    under 'single', so each column is one kind of quota cell. Only a one-modality combination
+    has the 'single' key (a one-step plan has one modality)."""
+    table: dict[str, dict[str, int]] = {}
     for row in rows:
-        table["+".join(row["modalities"])][row["structure"]] += 1
+        combo = "+".join(row["modalities"])
+        counts = table.setdefault(
+            combo, dict.fromkeys(COVERAGE_COLUMNS if "+" not in combo else STRUCTURES, 0)
+        )
+        counts[SINGLE if len(row["subtasks"]) == 1 else row["structure"]] += 1
     return {k: table[k] for k in sorted(table, key=lambda c: (c.count("+"), c))}
+
+
+def style_coverage(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Rows per request style, every style listed (0 when unused); rows without a style (an
+    older dataset) are not counted."""
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        if row.get("style"):
+            counts[row["style"]] += 1
+    return {
+        **{s: counts.get(s, 0) for s in STYLES},
+        **{s: n for s, n in sorted(counts.items()) if s not in STYLES},
+    }
+
+
+def style_coverage_table(cov: Mapping[str, int]) -> str:
+    """Rows per request style as a Markdown table, in the taxonomy's order, with shares."""
+    total = sum(cov.values()) or 1
+    lines = ["| style | rows | share |", "|---|---:|---:|"]
+    lines += [f"| {s} | {n} | {n / total:.1%} |" for s, n in cov.items()]
+    lines.append(f"| **total** | {sum(cov.values())} | |")
+    return "\n".join(lines)
 
 
 def tool_coverage_table(cov: Mapping[str, int]) -> str:
@@ -175,17 +212,19 @@ def tool_coverage_table(cov: Mapping[str, int]) -> str:
 
 
 def coverage_table(cov: dict[str, dict[str, int]]) -> str:
-    """A Markdown table (also readable in a terminal)."""
-    head = "| modalities | " + " | ".join(STRUCTURES) + " | total |"
-    sep = "|---|" + "---:|" * (len(STRUCTURES) + 1)
+    """A Markdown table (also readable in a terminal). The '1 step' column (one-step plans)
+    shows only when some row has one; a combination of several modalities has no one-step
+    plans ('–')."""
+    cols = COVERAGE_COLUMNS if any(counts.get(SINGLE) for counts in cov.values()) else STRUCTURES
+    names = {SINGLE: "1 step"}
+    head = "| modalities | " + " | ".join(names.get(c, c) for c in cols) + " | total |"
+    sep = "|---|" + "---:|" * (len(cols) + 1)
     lines = [head, sep]
-    totals = dict.fromkeys(STRUCTURES, 0)
+    totals = dict.fromkeys(cols, 0)
     for combo, counts in cov.items():
-        for s in STRUCTURES:
-            totals[s] += counts.get(s, 0)
-        cells = " | ".join(str(counts.get(s, 0)) for s in STRUCTURES)
+        for c in cols:
+            totals[c] += counts.get(c, 0)
+        cells = " | ".join("–" if c == SINGLE and "+" in combo else str(counts.get(c, 0)) for c in cols)
         lines.append(f"| {combo} | {cells} | {sum(counts.values())} |")
-    lines.append(
-        "| **total** | " + " | ".join(str(totals[s]) for s in STRUCTURES) + f" | {sum(totals.values())} |"
-    )
+    lines.append("| **total** | " + " | ".join(str(totals[c]) for c in cols) + f" | {sum(totals.values())} |")
     return "\n".join(lines)

@@ -5,8 +5,8 @@ the summary can count `reason_code(r)` and rejects.jsonl keeps the detail. An em
 means the row is valid. Codes:
 
 schema, id-mismatch, output-mismatch, step-numbering, dag-order, too-few-steps,
-modalities-field, modalities-mismatch, structure-mismatch, boilerplate, too-short,
-too-long, duplicate-steps; over a tool catalogue (`validate_row(row, catalogue=...)`,
+too-many-steps, modalities-field, modalities-mismatch, structure-mismatch, boilerplate,
+too-short, too-long, duplicate-steps, style-mismatch, files-unused; over a tool catalogue (`validate_row(row, catalogue=...)`,
 `tool_errors`): tool-unknown, tool-tag, tool-types, tool-args.
 
 The schema is checked first; when it fails, the semantic checks (which assume its types)
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskdecomp.rouge import rouge_l, rouge_tokens
 from taskdecomp.schema import STEP_REF, classify_structure, normalise, render_output, row_id, schema_errors
-from taskdecomp.taxonomy import MAX_STEPS, Cell
+from taskdecomp.taxonomy import FILE_OR_URL, MAX_STEPS, Cell
 
 if TYPE_CHECKING:
     from taskdecomp.catalogue import Catalogue
@@ -34,6 +34,7 @@ REASON_CODES = (
     "step-numbering",
     "dag-order",
     "too-few-steps",
+    "too-many-steps",
     "modalities-field",
     "modalities-mismatch",
     "structure-mismatch",
@@ -41,6 +42,8 @@ REASON_CODES = (
     "too-short",
     "too-long",
     "duplicate-steps",
+    "style-mismatch",
+    "files-unused",
     "tool-unknown",
     "tool-tag",
     "tool-types",
@@ -178,6 +181,36 @@ def _text(row: dict[str, Any]) -> list[str]:
     return reasons
 
 
+# a terse command is short: more words than this and it is a plain request
+TERSE_WORDS = 20
+_SENTENCE = re.compile(r"[^.!?]+[.!?]?")
+
+
+def _style(row: dict[str, Any]) -> list[str]:
+    """What the row's `style` promises of its request: a question ends with '?'; a first-person
+    request names a file or URL, and every one it names is used by a step (its description or
+    tool arguments name it); a terse command is short; a brief has several sentences."""
+    style, instruction = row.get("style"), row["instruction"]
+    if style == "question" and not instruction.rstrip().endswith("?"):
+        return ["style-mismatch: a question-style request must end with '?'"]
+    if style == "terse" and _words(instruction) > TERSE_WORDS:
+        return [f"style-mismatch: a terse request has {_words(instruction)} words (at most {TERSE_WORDS})"]
+    if style == "brief" and len([s for s in _SENTENCE.findall(instruction) if s.strip()]) < 2:
+        return ["style-mismatch: a brief has at least two sentences"]
+    if style != "first-person":
+        return []
+    named = list(dict.fromkeys(m.group(0) for m in FILE_OR_URL.finditer(instruction)))
+    if not named:
+        return ["style-mismatch: a first-person request names the user's files or a URL; this one names none"]
+    steps = " ".join(
+        st["description"] + " " + " ".join(st.get("args") or ()) for st in row["subtasks"]
+    ).lower()
+    unused = [name for name in named if name.lower() not in steps]
+    if unused:
+        return [f"files-unused: the request names {', '.join(unused)}, which no step uses"]
+    return []
+
+
 def tool_errors(row: dict[str, Any], catalogue: Catalogue) -> list[str]:
     """Why the tools of a (schema-valid) row do not fit `catalogue` (empty: they do). For each
     step that names a tool: the tool exists; the step's tag is the tool's modality and
@@ -235,9 +268,11 @@ def validate_row(
     graph = _graph(subtasks)
     reasons += graph
     n = len(subtasks)
-    need = cell.min_steps if cell else 1  # a plan may be one step; a taxonomy cell needs more
+    need = cell.min_steps if cell else 1  # a plan may be one step; a multi-step cell needs more
     if n < need:
         reasons.append(f"too-few-steps: {n} steps, {cell.key if cell else 'a row'} needs at least {need}")
+    if cell is not None and n > cell.max_steps and n <= MAX_STEPS:
+        reasons.append(f"too-many-steps: {n} steps, {cell.key} takes at most {cell.max_steps}")
     if n > MAX_STEPS:  # the schema says so too; kept for a schema that is relaxed later
         reasons.append(f"too-long: {n} steps (at most {MAX_STEPS})")
     used = sorted({st["modality"] for st in subtasks})
@@ -254,6 +289,7 @@ def validate_row(
         if cell is not None and shape != cell.structure:
             reasons.append(f"structure-mismatch: wanted {cell.structure}, graph is {shape}")
     reasons += _text(row)
+    reasons += _style(row)
     if catalogue is not None:
         reasons += tool_errors(row, catalogue)
     return reasons

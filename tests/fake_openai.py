@@ -59,7 +59,7 @@ from typing import Any
 
 __all__ = ["FakeOpenAI", "FakeOpenAIProcess", "fake_candidates"]
 
-_CELL = re.compile(r"cell:\s*`?([a-z+]+/(?:chain|parallel|dag))`?", re.IGNORECASE)
+_CELL = re.compile(r"cell:\s*`?([a-z+]+/(?:chain|parallel|dag|single))`?", re.IGNORECASE)
 _ROWS = re.compile(r"exactly\s+(\d+)\s+rows?", re.IGNORECASE)
 # a tool-graph request (prompts/generate_tools_user.j2): "Row k:" then "1. tool-id [tag; after 1, 2; ...]"
 _GRAPH_ROW = re.compile(r"^Row \d+:\s*$", re.MULTILINE)
@@ -174,10 +174,12 @@ def fake_candidates(cell_key: str, n: int, rng: random.Random) -> list[dict[str,
     """`n` valid, varied candidates for a cell key like 'audio+text/chain'."""
     mods_key, structure = cell_key.split("/")
     mods = sorted(mods_key.split("+"))
+    single = structure == "single"  # a single-step cell: a one-step chain
+    structure = "chain" if single else structure
     low = max(2, len(mods), 2 if structure == "parallel" else 0, 4 if structure == "dag" else 0)
     rows = []
     for _ in range(n):
-        k = rng.randint(low, min(8, low + 2))
+        k = 1 if single else rng.randint(low, min(8, low + 2))
         modalities = mods + [rng.choice(mods) for _ in range(k - len(mods))]
         rng.shuffle(modalities)
         topic, audience = rng.choice(_TOPICS), rng.choice(_AUDIENCE)
@@ -216,7 +218,7 @@ def _offline_candidates(cell_key: str, n: int, seed: int) -> list[dict[str, Any]
         )
     except Exception:
         return None
-    keys = ("instruction", "input", "structure", "subtasks")
+    keys = ("instruction", "input", "structure", "subtasks", "style")
     return [{k: c.get(k, "" if k == "input" else None) for k in keys} for c in result.candidates] or None
 
 

@@ -119,11 +119,15 @@ def test_max_cost_stops_cleanly(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     out = tmp_path / "o"
     with FakeOpenAI() as fake:
-        # first find what one request costs, then allow about five of them
-        assert main(_args(3, tmp_path / "probe", fake.base_url, "--rows-per-call", "3", "--quiet")) == 0
+        # first find what one request costs, then allow about five of them (cells of 2+ steps
+        # only: a probe of single-step rows would bill less than the requests that follow)
+        quotas = tmp_path / "q.yaml"
+        quotas.write_text("single_step: 0\n")
+        multi = ("--rows-per-call", "3", "--quotas", str(quotas))
+        assert main(_args(3, tmp_path / "probe", fake.base_url, *multi, "--quiet")) == 0
         one = json.loads((tmp_path / "probe" / "stats.json").read_text())["cost_usd"]
         budget = 5.5 * one
-        extra = ("--rows-per-call", "3", "--max-cost", str(budget), "--quiet")
+        extra = (*multi, "--max-cost", str(budget), "--quiet")
         assert main(_args(300, out, fake.base_url, *extra)) == 0
     stats = json.loads((out / "stats.json").read_text())
     assert stats["stopped"] and "--max-cost" in stats["stopped"]

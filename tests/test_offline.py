@@ -1,4 +1,5 @@
-"""The built-in offline backend: valid, cell-exact, deterministic, varied candidates."""
+"""The built-in offline backend: valid, cell-exact, deterministic, varied candidates, in every
+request style (tests/test_styles.py checks what each style promises)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from taskdecomp.dataset_builder.backend import Backend, GenerationRequest
 from taskdecomp.dataset_builder.offline import OfflineBackend, generate_rows, vocabulary
 from taskdecomp.schema import classify_structure, make_row, schema_errors
-from taskdecomp.taxonomy import CELLS, MAX_STEPS, Cell
+from taskdecomp.taxonomy import CELLS, MAX_STEPS, QUOTA_CELLS, Cell
 from taskdecomp.validation import validate_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -46,9 +47,19 @@ _TEXT_RE = re.compile(
 )
 
 
+# A file name's extension names its modality too ("IMG_2231.jpg" is an image).
+_EXT_RE = {
+    "image": re.compile(r"\.(jpe?g|png|heic|tiff?|svg|webp|gif)\b"),
+    "audio": re.compile(r"\.(wav|mp3|m4a|flac|ogg|aac)\b"),
+    "video": re.compile(r"\.(mp4|mov|mkv|webm|avi)\b"),
+    "text": re.compile(r"\.(txt|md|docx?|csv|xlsx|pdf)\b|https?://"),
+}
+
+
 def named(text: str) -> set[str]:
     low = text.lower()
     found = {m for m, rx in _WORD_RE.items() if rx.search(low)}
+    found |= {m for m, rx in _EXT_RE.items() if rx.search(low)}
     if _TEXT_RE.search(low):
         found.add("text")
     return found
@@ -59,7 +70,7 @@ ROWS_PER_CELL = 12
 
 @pytest.fixture(scope="module")
 def rows_by_cell() -> dict[Cell, list[dict]]:
-    return {cell: generate_rows(cell, ROWS_PER_CELL, seed=1000 + i) for i, cell in enumerate(CELLS)}
+    return {cell: generate_rows(cell, ROWS_PER_CELL, seed=1000 + i) for i, cell in enumerate(QUOTA_CELLS)}
 
 
 def test_every_candidate_is_a_valid_row_of_its_cell(rows_by_cell):
@@ -73,7 +84,7 @@ def test_every_candidate_is_a_valid_row_of_its_cell(rows_by_cell):
                 cell.key,
                 row["output"],
             )
-            assert cell.min_steps <= len(subtasks) <= MAX_STEPS
+            assert cell.min_steps <= len(subtasks) <= cell.max_steps <= MAX_STEPS
             assert [st["step"] for st in subtasks] == list(range(1, len(subtasks) + 1))
             for st in subtasks:
                 assert all(1 <= d < st["step"] for d in st["depends_on"]), row["output"]
@@ -82,7 +93,8 @@ def test_every_candidate_is_a_valid_row_of_its_cell(rows_by_cell):
             assert len(set(descs)) == len(descs), row["output"]
             assert 20 <= len(row["instruction"]) <= 1200
             assert not re.search(r"[{}]|\b(\w+) \1\b|\s[,.]", row["instruction"] + row["output"]), row
-            assert row["instruction"][0].isupper() and row["instruction"][-1] in ".?!", row["instruction"]
+            if row["style"] != "terse":  # a terse command may be lower-case and unpunctuated
+                assert row["instruction"][0].isupper() and row["instruction"][-1] in ".?!", row["instruction"]
 
 
 def test_the_build_validator_accepts_every_candidate(rows_by_cell):
@@ -96,7 +108,10 @@ def test_instruction_names_exactly_the_cell_modalities(rows_by_cell):
         for cand in cands:
             text = cand["instruction"]
             found = named(text)
-            assert set(cell.modalities) <= found, (cell.key, text)
+            if cand["style"] == "implicit":  # leaves them to infer: never names a non-text one
+                assert not found & (set(cell.modalities) - {"text"}), (cell.key, text)
+            else:
+                assert set(cell.modalities) <= found, (cell.key, cand["style"], text)
             # never mentions image/audio/video work the plan does not contain
             assert found - {"text"} <= set(cell.modalities), (cell.key, text)
             if cand["input"]:
@@ -156,6 +171,15 @@ def test_same_rows_in_a_fresh_process_with_another_hash_seed():
     assert json.loads(outs[0]) == [generate_rows(c, 2, i) for i, c in enumerate(CELLS[:9])]
 
 
+def test_every_style_and_single_step_cells_appear(rows_by_cell):
+    from taskdecomp.taxonomy import SINGLE_CELLS, STYLES
+
+    assert {c["style"] for cands in rows_by_cell.values() for c in cands} == set(STYLES)
+    for cell in SINGLE_CELLS:
+        assert all(len(c["subtasks"]) == 1 for c in rows_by_cell[cell])
+    assert all(len(c["subtasks"]) >= 2 for cell in CELLS for c in rows_by_cell[cell])
+
+
 def test_no_repeated_instruction_inside_a_request():
     cands = generate_rows(Cell(("text",), "chain"), 60, 3)
     assert len({c["instruction"].lower() for c in cands}) == 60
@@ -199,7 +223,7 @@ def test_vocabulary_stays_inside_its_modality():
         for phrase in (
             [n for n, _ in spec["artefacts"]]
             + spec["derived"]
-            + spec["styles"]
+            + [p for pair in spec["styles"] for p in pair]
             + spec["criteria"]
             + spec["adjectives"]
             + [x["ref"] for x in spec["materials"]]
@@ -209,12 +233,36 @@ def test_vocabulary_stays_inside_its_modality():
     for (src, dst), spec in v["transforms"].items():
         for noun in spec["artefacts"]:
             assert dst in named(noun), (src, dst, noun)
+    # the user's files name their modality and only it; what a first step does with one too
+    for m in ("text", "image", "audio", "video"):
+        for kind in v["files"][m]:
+            for ext in kind["ext"]:
+                assert named(f"{kind['noun']} x.{ext}") - {"text"} <= {m}, (m, kind)
+        for step, clauses in v["file_steps"][m]:
+            for phrase in (step, *clauses):
+                assert named(phrase) - {"text"} <= {m} - {"text"}, (m, phrase)
+    # the implicit style's cues name no modality at all, nor do the styles' frames
+    cues = v["cues"]
+    for m in ("text", "image", "audio", "video"):
+        spec = cues[m]
+        for phrase in spec["forms"] + spec.get("when", []) + spec.get("where", []):
+            assert named(phrase) - {"text"} == set(), (m, phrase)
+    frames = (
+        v["have"]["verb"] + v["have"]["origin"] + v["ask_first"] + v["need_first"]["forms"] + v["event"]
+        + v["question"]["asks"] + v["question"]["frames"] + v["question"]["context"] + v["question"]["things"]
+        + v["brief"]["context"] + v["brief"]["ask"] + v["brief"]["checked"] + v["brief"]["me"]
+        + v["implicit"]["frames"] + v["implicit"]["need"] + v["implicit"]["checked"] + cues["who"] + cues["heads"]
+        + v["specifics"]["venues"] + v["terse"]["forms"]
+    )  # fmt: skip
+    for phrase in frames:
+        assert named(phrase) - {"text"} == set(), phrase
 
 
 @pytest.mark.slow
 def test_variety_matches_the_original_rows():
-    """Behaviour check of the issue's target: distinct-3 of 1,000 instructions >= 0.65."""
+    """Behaviour check of the issue's target: distinct-3 of 1,000 instructions >= 0.70 (the
+    original rows: 0.648), over every style and the single-step rows."""
     ins = [r["instruction"] for r in offline_sample(1000, seed=0)]
-    assert distinct_n(ins, 3) >= 0.65
+    assert distinct_n(ins, 3) >= 0.70
     assert distinct_n(ins, 2) >= 0.30
     assert len({t.lower() for t in ins}) == len(ins)
