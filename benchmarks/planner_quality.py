@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tools", default=None, help="the catalogue of a tool dataset")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--output-dir", default=None)
+    p.add_argument("--update-card", action="store_true", help="put the test-split figures in the model card")
     args = p.parse_args(argv)
     out = Path(args.output_dir or args.adapter)
     sets = [("test split", args.dataset, "test", args.limit, "eval_test")]
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = EvalConfig(
             adapter=args.adapter, dataset=dataset, split=split, limit=limit, tools=args.tools,
             batch_size=args.batch_size, output=out / f"{stem}.json",
+            update_card=args.update_card and stem == "eval_test",
         )  # fmt: skip
         t0 = time.perf_counter()
         results = evaluate_adapter(cfg, Reporter.silent())

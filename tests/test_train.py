@@ -29,7 +29,10 @@ def trained(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("trained")
     data = make_dataset(root / "ds")
     cfg = TrainConfig(
-        dataset=str(data), recipe="smollm2-135m-cpu", output_dir=str(root / "out"), **small_overrides()
+        dataset=str(data),
+        recipe="smollm2-135m-cpu-qlora",  # QLoRA: the 4-bit base through bitsandbytes, end to end
+        output_dir=str(root / "out"),
+        **small_overrides(quantize_4bit=True),
     )
     with pytest.MonkeyPatch.context() as mp:
         # every Linear4bit built now takes the repack-after-eval path (as on AVX512-BF16 CPUs)
