@@ -63,20 +63,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", required=True, help="a build-dataset folder (its test split is used)")
     p.add_argument("--hand", default=str(HAND), help="hand-labelled JSONL ('' to skip)")
     p.add_argument("--limit", type=int, default=None, help="rows of the test split (default: all)")
+    p.add_argument(
+        "--hand-every", type=int, default=1, help="every k-th hand-labelled request (a spread sample; 1: all)"
+    )
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--sets", default="test,hand", help="which sets: test, hand or both (comma-separated)")
     p.add_argument("--tools", default=None, help="the catalogue of a tool dataset")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--output-dir", default=None)
     p.add_argument("--update-card", action="store_true", help="put the test-split figures in the model card")
     args = p.parse_args(argv)
     out = Path(args.output_dir or args.adapter)
-    sets = [("test split", args.dataset, "test", args.limit, "eval_test")]
-    if args.hand and not args.tools:
-        sets.append(("hand-labelled requests", args.hand, "test", None, "eval_hand"))
+    wanted = {w.strip() for w in args.sets.split(",")}
+    sets = [("test split", args.dataset, "test", args.limit, "eval_test")] if "test" in wanted else []
+    if args.hand and not args.tools and "hand" in wanted:
+        hand = Path(args.hand)
+        if args.hand_every > 1:  # every k-th row: the set's mix of 1-6 step requests, k times fewer
+            lines = [ln for ln in hand.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            hand = out / f"hand_every_{args.hand_every}.jsonl"
+            hand.write_text("".join(ln + "\n" for ln in lines[:: args.hand_every]), encoding="utf-8")
+        sets.append(("hand-labelled requests", str(hand), "test", None, "eval_hand"))
     ok = True
     for name, dataset, split, limit, stem in sets:
         cfg = EvalConfig(
             adapter=args.adapter, dataset=dataset, split=split, limit=limit, tools=args.tools,
-            batch_size=args.batch_size, output=out / f"{stem}.json",
+            batch_size=args.batch_size, output=out / f"{stem}.json", max_new_tokens=args.max_new_tokens,
             update_card=args.update_card and stem == "eval_test",
         )  # fmt: skip
         t0 = time.perf_counter()

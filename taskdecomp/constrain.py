@@ -17,6 +17,13 @@ processor knows the budget: in the last `CLOSE_MARGIN` tokens it steers each unf
 the nearest end the grammar allows (EOS after a complete step, else the `]` that closes the tag,
 else the `[` that opens it), which takes about six tokens from anywhere in a description. Plans
 that end well inside the budget are never touched.
+
+Nor can a grammar hold a plan's steps distinct, and a small model repeats a step word for word
+("2. Create a social media thread ... 3. Create a social media thread ..."), which the validator
+rejects. So before a description may end (its tag open), the processor checks it against the
+plan's earlier steps with the validator's own rule (`taskdecomp.validation.repeats_a_step`); a
+repeat may not open its tag and must go on writing until it says something else. Inside the
+closing margin the budget wins (a cut plan is worse).
 """
 
 from __future__ import annotations
@@ -116,6 +123,7 @@ def _processor_class() -> type:
             self.bitmask = torch.zeros((batch_size, words), dtype=torch.int32)
             self.shifts = torch.arange(32, dtype=torch.int32)
             self.started = False
+            self.answers: list[list[int]] = [[] for _ in range(batch_size)]  # tokens written
 
         def __call__(self, input_ids: Any, scores: Any) -> Any:
             import torch
@@ -123,7 +131,9 @@ def _processor_class() -> type:
             if self.started:  # the token each row produced at the previous step
                 for row, matcher in enumerate(self.matchers):
                     if not matcher.is_stopped() and not matcher.is_error():
-                        matcher.consume_token(int(input_ids[row, -1]))
+                        token = int(input_ids[row, -1])
+                        matcher.consume_token(token)
+                        self.answers[row].append(token)
             self.started = True
             self.calls += 1
             for row, matcher in enumerate(self.matchers):
@@ -142,7 +152,29 @@ def _processor_class() -> type:
             allowed = allowed[:, :vocab]
             if self.budget is not None and self.budget - self.calls < CLOSE_MARGIN:
                 allowed = self._closing(allowed)
+            else:
+                self._distinct(allowed)
             return scores.masked_fill(~allowed.to(scores.device), float("-inf"))
+
+        def _distinct(self, allowed: Any) -> None:
+            """Per row where the grammar would let the description end: if it repeats an
+            earlier step, forbid the tokens that open its tag (when anything else is allowed)."""
+            from taskdecomp.validation import repeats_a_step
+
+            open_ = self.constraint.closers()[1][: allowed.shape[1]]
+            for row, ids in enumerate(self.answers):
+                if not ids or not (allowed[row] & open_).any():
+                    continue
+                text = self.constraint._hf_tokenizer.decode(ids, skip_special_tokens=True)
+                *done, line = text.split("\n")
+                number, _, description = line.partition(". ")
+                if not number.strip().isdigit() or "[" in description:
+                    continue
+                earlier = [d.partition(". ")[2].split("[")[0] for d in done if d.strip()]
+                if earlier and repeats_a_step(description, earlier):
+                    rest = allowed[row] & ~open_
+                    if rest.any():
+                        allowed[row] = rest
 
         def _closing(self, allowed: Any) -> Any:
             """Near the end of the budget: per row, EOS if the grammar allows it, else `]`, else

@@ -16,6 +16,7 @@ are skipped.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from taskdecomp.rouge import rouge_l, rouge_tokens
@@ -25,7 +26,7 @@ from taskdecomp.taxonomy import FILE_OR_URL, MAX_STEPS, Cell
 if TYPE_CHECKING:
     from taskdecomp.catalogue import Catalogue
 
-__all__ = ["validate_row", "tool_errors", "reason_code", "REASON_CODES"]
+__all__ = ["validate_row", "tool_errors", "reason_code", "repeats_a_step", "REASON_CODES"]
 
 REASON_CODES = (
     "schema",
@@ -209,6 +210,24 @@ def _style(row: dict[str, Any]) -> list[str]:
     if unused:
         return [f"files-unused: the request names {', '.join(unused)}, which no step uses"]
     return []
+
+
+def repeats_a_step(description: str, earlier: Sequence[str]) -> bool:
+    """Whether a step described so would fail the distinct-steps check next to the `earlier`
+    steps' descriptions: the same normalised text, the same content words, or ROUGE-L of at
+    least STEP_SIMILARITY (the rule `validate_row` applies to a whole plan). The constrained
+    decoder asks it before it lets a description end."""
+    norm = normalise(description)
+    if not norm:
+        return False
+    content, tokens = frozenset(norm.split()) - _STOP, rouge_tokens(description)
+    for other in earlier:
+        other_norm = normalise(other)
+        if other_norm == norm or frozenset(other_norm.split()) - _STOP == content:
+            return True
+        if rouge_l(tokens, rouge_tokens(other)) >= STEP_SIMILARITY:
+            return True
+    return False
 
 
 def tool_errors(row: dict[str, Any], catalogue: Catalogue) -> list[str]:

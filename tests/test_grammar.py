@@ -122,3 +122,33 @@ def test_descriptions_have_the_validators_minimum_of_words(constraint):
     assert not accepts(constraint, "1. Transcribe interview.wav [audio analysis]")
     assert not accepts(constraint, "1. Transcribe [audio analysis]")
     assert not accepts(constraint, "1. Transcribe  interview.wav [audio analysis]")  # two spaces, two words
+
+
+def _mask_after(constraint, tok, text: str):
+    """The processor's allowed-token mask after the model wrote `text` (fed one token a step)."""
+    import torch
+
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    proc = constraint.processor(1)
+    vocab = constraint.vocab_size
+    prompt = [tok.eos_token_id]  # one prompt token: the processor skips it at the first call
+    scores = None
+    for k in range(len(ids) + 1):
+        seq = torch.tensor([prompt + ids[:k]])
+        scores = proc(seq, torch.zeros((1, vocab)))
+    return scores[0] > float("-inf")
+
+
+def test_a_description_that_repeats_an_earlier_step_cannot_open_its_tag(constraint):
+    """A small model repeats a step word for word; the validator would reject the plan. Under the
+    processor, a description may only end (open its `[` tag) once it differs from every earlier one."""
+    gc, tok = constraint
+    open_ = gc.closers()[1]
+    first = "1. Design a poster about urban beekeeping for the fair. [image generation]\n"
+    repeated = _mask_after(gc, tok, first + "2. Design a poster about urban beekeeping for the fair.")
+    fresh = _mask_after(gc, tok, first + "2. Record a podcast about urban beekeeping for the fair.")
+    assert (fresh & open_).any()  # a new step may end here
+    assert not (repeated & open_).any() and repeated.any()  # the repeat must go on writing
+    # the same words in another order are the same content: still a repeat
+    shuffled = _mask_after(gc, tok, first + "2. For the fair, design a poster about urban beekeeping.")
+    assert not (shuffled & open_).any()
