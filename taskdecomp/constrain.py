@@ -70,6 +70,7 @@ class GrammarConstraint:
         self.eos_ids = list(eos_ids)
         self._hf_tokenizer = tokenizer
         self._closers: tuple[Any, Any, Any] | None = None
+        self._line_breaks: frozenset[int] | None = None
 
     def closers(self) -> tuple[Any, Any, Any]:
         """Boolean masks over the vocabulary: tokens holding `]`, tokens holding `[`, tokens
@@ -91,6 +92,16 @@ class GrammarConstraint:
                     word[i] = piece[0] in " \u0120\u2581" and piece[1:].isascii() and piece[1:].isalnum()
             self._closers = (close, open_, word)
         return self._closers
+
+    def line_breaks(self) -> frozenset[int]:
+        """The ids of tokens that hold a line break (a plan step ends with one) (cached)."""
+        if self._line_breaks is None:
+            tok = self._hf_tokenizer
+            self._line_breaks = frozenset(i for i in range(len(tok)) if "\n" in tok.decode([i]))
+        return self._line_breaks
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self._hf_tokenizer.decode(list(ids), skip_special_tokens=True))
 
     def matcher(self) -> Any:
         import llguidance
@@ -123,7 +134,11 @@ def _processor_class() -> type:
             self.bitmask = torch.zeros((batch_size, words), dtype=torch.int32)
             self.shifts = torch.arange(32, dtype=torch.int32)
             self.started = False
-            self.answers: list[list[int]] = [[] for _ in range(batch_size)]  # tokens written
+            # per row, the tokens of the step being written and the descriptions of the steps
+            # written before it (for the distinct-steps rule: each line is decoded once it ends)
+            self.line: list[list[int]] = [[] for _ in range(batch_size)]
+            self.earlier: list[list[str]] = [[] for _ in range(batch_size)]
+            self.breaks = constraint.line_breaks()
 
         def __call__(self, input_ids: Any, scores: Any) -> Any:
             import torch
@@ -133,7 +148,12 @@ def _processor_class() -> type:
                     if not matcher.is_stopped() and not matcher.is_error():
                         token = int(input_ids[row, -1])
                         matcher.consume_token(token)
-                        self.answers[row].append(token)
+                        self.line[row].append(token)
+                        if token in self.breaks:  # a step ended: keep its description
+                            done = _description(self.constraint.decode(self.line[row]).split("\n")[0])
+                            if done:
+                                self.earlier[row].append(done)
+                            self.line[row] = []
             self.started = True
             self.calls += 1
             for row, matcher in enumerate(self.matchers):
@@ -162,16 +182,11 @@ def _processor_class() -> type:
             from taskdecomp.validation import repeats_a_step
 
             open_ = self.constraint.closers()[1][: allowed.shape[1]]
-            for row, ids in enumerate(self.answers):
-                if not ids or not (allowed[row] & open_).any():
+            for row, earlier in enumerate(self.earlier):
+                if not earlier or not (allowed[row] & open_).any():
                     continue
-                text = self.constraint._hf_tokenizer.decode(ids, skip_special_tokens=True)
-                *done, line = text.split("\n")
-                number, _, description = line.partition(". ")
-                if not number.strip().isdigit() or "[" in description:
-                    continue
-                earlier = [d.partition(". ")[2].split("[")[0] for d in done if d.strip()]
-                if earlier and repeats_a_step(description, earlier):
+                description = _description(self.constraint.decode(self.line[row]))
+                if description and repeats_a_step(description, earlier):
                     rest = allowed[row] & ~open_
                     if rest.any():
                         allowed[row] = rest
@@ -194,6 +209,13 @@ def _processor_class() -> type:
             return allowed
 
     return _Processor
+
+
+def _description(line: str) -> str | None:
+    """The description of a plan line ("3. Record the intro. [audio ...]"), None if the line
+    is no numbered step; only the part before its tag."""
+    number, _, rest = line.partition(". ")
+    return rest.split("[")[0] if number.strip().isdigit() else None
 
 
 def description_repetition_penalty(tokenizer: Any, penalty: float, prompt_length: int) -> Any:

@@ -169,12 +169,11 @@ def _text(row: dict[str, Any]) -> list[str]:
         else:
             seen[norm] = st["step"]
     if len(seen) == len(subtasks):
-        content = [frozenset(norm.split()) - _STOP for norm in norms]
-        tokens = [rouge_tokens(st["description"]) for st in subtasks]
+        forms = [_step_form(st["description"], norm) for st, norm in zip(subtasks, norms, strict=True)]
         for i, a in enumerate(subtasks):
             for j in range(i + 1, len(subtasks)):
-                score = rouge_l(tokens[i], tokens[j])
-                if score >= STEP_SIMILARITY or content[i] == content[j]:
+                near, score = _near(forms[i], forms[j])
+                if near:
                     reasons.append(
                         f"duplicate-steps: steps {a['step']} and {subtasks[j]['step']} are near-identical "
                         f"(ROUGE-L {score:.2f})"
@@ -212,22 +211,30 @@ def _style(row: dict[str, Any]) -> list[str]:
     return []
 
 
+# A description as the distinct-steps rule compares it: normalised text, content words, ROUGE tokens.
+_StepForm = tuple[str, frozenset[str], list[str]]
+
+
+def _step_form(description: str, norm: str | None = None) -> _StepForm:
+    norm = normalise(description) if norm is None else norm
+    return norm, frozenset(norm.split()) - _STOP, rouge_tokens(description)
+
+
+def _near(a: _StepForm, b: _StepForm) -> tuple[bool, float]:
+    """Whether two (not equal) descriptions are near-identical: the same content words or
+    ROUGE-L of at least STEP_SIMILARITY; and the ROUGE-L F."""
+    score = rouge_l(a[2], b[2])
+    return score >= STEP_SIMILARITY or a[1] == b[1], score
+
+
 def repeats_a_step(description: str, earlier: Sequence[str]) -> bool:
-    """Whether a step described so would fail the distinct-steps check next to the `earlier`
-    steps' descriptions: the same normalised text, the same content words, or ROUGE-L of at
-    least STEP_SIMILARITY (the rule `validate_row` applies to a whole plan). The constrained
-    decoder asks it before it lets a description end."""
-    norm = normalise(description)
-    if not norm:
+    """Whether a step described so would fail `validate_row`'s distinct-steps check next to the
+    `earlier` steps' descriptions (the same normalised text, or near-identical). The
+    constrained decoder asks it before it lets a description end."""
+    form = _step_form(description)
+    if not form[0]:
         return False
-    content, tokens = frozenset(norm.split()) - _STOP, rouge_tokens(description)
-    for other in earlier:
-        other_norm = normalise(other)
-        if other_norm == norm or frozenset(other_norm.split()) - _STOP == content:
-            return True
-        if rouge_l(tokens, rouge_tokens(other)) >= STEP_SIMILARITY:
-            return True
-    return False
+    return any(other[0] == form[0] or _near(form, other)[0] for other in map(_step_form, earlier))
 
 
 def tool_errors(row: dict[str, Any], catalogue: Catalogue) -> list[str]:
