@@ -323,6 +323,13 @@ class _Composer:
         pool = self.criteria[modality]
         return (pool.pop() if len(pool) > 1 else pool[0]).format(audience=self.audience)
 
+    def _whether(self, text: str) -> str:
+        """A request's "for whether the ..." worded another way half the time: a request now
+        tells every check its plan runs, and one wording in every request is a template tell."""
+        if " for whether " in text and self.rng.random() < 0.5:
+            text = text.replace(" for whether ", " " + self._pick("whether") + " ", 1)
+        return text
+
     def _step_text(self, kind: str, **slots: str) -> str:
         # a template is used once per row where possible, so sibling steps read differently
         template = self._fresh(self.v["steps"][kind])
@@ -479,7 +486,7 @@ class _Composer:
                 node.kind, node.operation, node.noun = "review", "analysis", p.noun
                 node.criterion = crit = self._criterion(m)
                 node.description = self._step_text("review", the_src=p.ref, criterion=crit)
-                node.clause = self._pick("review").format(it="{it}", criterion=crit)
+                node.clause = self._whether(self._pick("review").format(it="{it}", criterion=crit))
                 node.cue_clause = rng.choice(
                     [
                         "check {it} over",
@@ -531,11 +538,13 @@ class _Composer:
     def _sinks(self, nodes: list[_Node]) -> list[_Node]:
         return [n for n in nodes if not n.children]
 
-    def _told(self, nodes: list[_Node], budget: int = 0, closed: bool = True) -> list[_Node]:
+    def _told(self, nodes: list[_Node], budget: int | None = None, closed: bool = True) -> list[_Node]:
         """The steps the request talks about, in plan order: every final step (each is a
         deliverable; a final check with what it checks), every step on a user's file, every
         modality's first step (so every modality is named; not in the implicit style, which
-        leaves them to infer), then other steps that make something, up to `budget` in all.
+        leaves them to infer), then the other steps, up to `budget` in all (default: every
+        step, so the request asks for each thing its plan makes and each check it runs, and a
+        planner can read the number of steps off the request instead of guessing hidden ones).
         `closed`: with the steps that make what a told step works from, so the request never
         refers to an artefact it has not asked for (the terse style skips them)."""
         keep = {id(n) for n in self._sinks(nodes)} | {id(n) for n in nodes if n.kind == "file"}
@@ -552,8 +561,8 @@ class _Composer:
             for n in nodes:
                 firsts.setdefault(n.modality, n)
             keep |= {id(n) for n in firsts.values()}
-        extra = [n for n in nodes if id(n) not in keep and n.kind in _ARTEFACT_KINDS]
-        room = max(0, budget - len(keep))
+        extra = [n for n in nodes if id(n) not in keep]
+        room = len(nodes) if budget is None else max(0, budget - len(keep))
         keep |= {id(n) for n in extra[:room]}
         stack = [n for n in nodes if id(n) in keep] if closed and self.style == "implicit" else []
         while stack:
@@ -585,7 +594,7 @@ class _Composer:
         """The artefacts among `items` as the request lists them; one a final check works on
         says so ("a poster checked for legibility and then revised")."""
         rng, out = self.rng, []
-        checks = [c for c in self._sinks(self._nodes) if c.kind in ("review", "revise")]
+        checks = [c for c in self._nodes if c.kind in ("review", "revise")][::-1]  # the last check first
         for n in items:
             if n.kind not in _ARTEFACT_KINDS:
                 continue
@@ -596,7 +605,7 @@ class _Composer:
                     text += rng.choice([" (checked)", " (reviewed)", ", checked", " - proofed"])
                     break
                 if art is n and review is not None:
-                    text += " " + rng.choice(self.iv["checked_thing"]).format(criterion=review.criterion)
+                    text += " " + self._whether(rng.choice(self.iv["checked_thing"]).format(criterion=review.criterion))
                     if c.kind == "revise":
                         text += rng.choice(self.iv["revised_thing"])
                     break
@@ -709,7 +718,7 @@ class _Composer:
     def _aud(self, p: float = 0.35) -> str:
         return self._pick("aud").format(audience=self.audience) if self.rng.random() < p else ""
 
-    def _extras(self, text: str, lead: float = 0.12, tail: float = 0.2) -> str:
+    def _extras(self, text: str, lead: float = 0.12, tail: float = 0.1) -> str:
         rng = self.rng
         if rng.random() < lead:
             text = _cap(self._pick("lead").format(name=self.name, org=self.org)) + " " + text
@@ -721,7 +730,7 @@ class _Composer:
     def instruction(self, nodes: list[_Node]) -> str:
         # the steps are written: the request may say when and where (the steps keep the subject)
         self.plain_subject = self.subject
-        if self.rng.random() < 0.45:
+        if self.rng.random() < 0.35:
             specific = self._specific()
             if self.subject.endswith("in") and specific.startswith("in "):  # no "drop-in in Ashworth"
                 specific = "at " + specific[3:]
@@ -791,7 +800,7 @@ class _Composer:
         when a final step is a check or works on supplied material."""
         rng = self.rng
         t = self.v["terse"]
-        items = self._told(nodes, budget=0, closed=False)
+        items = self._told(nodes, closed=False)
         sinks = {id(n) for n in self._sinks(nodes)}
         short = [n for n in items if n.kind not in _CHECK_KINDS or id(n) in sinks]
         subject = self.subject if rng.random() < 0.4 else self.plain_subject
@@ -942,7 +951,7 @@ class _Composer:
                 asks = [a for a in asks if "you" in a.lower() or a.startswith("Please")]
             sentences.append(rng.choice(asks).format(story=story))
         text = " ".join(sentences)
-        if rng.random() < 0.25:
+        if rng.random() < 0.12:
             text += " " + self._pick("tail").format(purpose=self.purpose, day=self._pick("days"))
         return text
 
@@ -969,7 +978,7 @@ class _Composer:
         fill["need"] = rng.choice(iv["need"])
         fill["Need"] = _cap(fill["need"])
         text = _cap(rng.choice(iv["frames"]).format(**fill))
-        return self._extras(text, lead=0.15, tail=0.3)
+        return self._extras(text, lead=0.15, tail=0.15)
 
     # --- the row ---------------------------------------------------------------------------
     def compose(self) -> Draft:
@@ -1027,6 +1036,9 @@ def _look_alike(descriptions: list[str]) -> bool:
     return False
 
 
+_DOUBLED = re.compile(r"\b(\w+) \1\b", re.IGNORECASE)
+
+
 def _compose(cell: Cell, rng: random.Random, style: str) -> Draft:
     """A draft the build's validator accepts (a few tries: a terse request that came out too
     long, two steps that read alike)."""
@@ -1034,6 +1046,9 @@ def _compose(cell: Cell, rng: random.Random, style: str) -> Draft:
         draft = _Composer(cell, rng, style).compose()
         if _look_alike([st["description"] for st in draft.candidate["subtasks"]]):
             continue
+        texts = [draft.candidate["instruction"]] + [st["description"] for st in draft.candidate["subtasks"]]
+        if _DOUBLED.search("\n".join(texts)):
+            continue  # "the trade-in in a fact sheet": slots that end and start with one word
         if not validate_row(make_row(draft.candidate, "offline"), cell):
             return draft
     return draft
