@@ -311,7 +311,7 @@ class _Composer:
             node.constraint = constraint
         return phrase
 
-    def _adj(self, noun: str, modality: str, p: float = 0.7) -> str:
+    def _adj(self, noun: str, modality: str, p: float = 0.9) -> str:
         """'a bold poster': the request's way of naming an artefact."""
         if self.rng.random() < p:
             adj = self.rng.choice(self.v[modality]["adjectives"])
@@ -668,7 +668,7 @@ class _Composer:
                 said = True
             if parts and mode == "bare":
                 clause = ("then " if rng.random() < 0.3 else "") + clause
-            elif parts and rng.random() < 0.4 and len(n.deps) <= 1:
+            elif parts and rng.random() < 0.65 and len(n.deps) <= 1:
                 pass  # listed without a connector: "a, b, and c"
             elif parts:
                 # "separately" only for a real fork: a step beside the one before, not after it
@@ -760,7 +760,7 @@ class _Composer:
             fill["material"] = "the " + self.material["ref"]
             story_items = [n for n in items if n.kind != "material"] or items
         else:
-            shape = ("things" if rng.random() < 0.6 else "story") if self._listable(items) else "story"
+            shape = ("things" if rng.random() < 0.75 else "story") if self._listable(items) else "story"
             story_items = items
         things = self._things(items)
         fill["things"] = _join(things or [_a(nodes[-1].noun)], rng)
