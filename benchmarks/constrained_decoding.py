@@ -74,10 +74,19 @@ def main() -> None:
             f.write("\n".join(r["instruction"] for r in rows) + "\n")
         cli = Path(sys.executable).with_name("decompose")
         t0 = time.perf_counter()
-        subprocess.run(
-            [str(cli), "--file", f.name, "--adapter", args.adapter, "--quiet"], capture_output=True
+        done = subprocess.run(
+            [str(cli), "--file", f.name, "--adapter", args.adapter, "--json", "--quiet"],
+            capture_output=True,
+            text=True,
         )
-        print(f"decompose --file over {len(rows)} requests: {time.perf_counter() - t0:.1f} s wall")
+        wall = time.perf_counter() - t0
+        plans = sum(1 for line in done.stdout.splitlines() if line.strip().startswith("{"))
+        print(
+            f"decompose --file over {len(rows)} requests: {wall:.1f} s wall (target <= 300 s: "
+            f"{wall / 300:.2f}x the budget), exit {done.returncode}, {plans} plans"
+        )
+        if done.returncode:
+            print(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "(no stderr)")
 
 
 if __name__ == "__main__":

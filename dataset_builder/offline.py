@@ -73,10 +73,11 @@ def vocabulary() -> dict[str, Any]:
             arts.append((noun.strip(), own or tuple(spec["verbs"])))
         spec["artefacts"] = arts
         spec["styles"] = [_pair(s) for s in spec["styles"]]  # (phrase, constraint sentence)
-        merged["file_steps"][mod] = [  # (step, its clauses)
-            (step, tuple(c.strip() for c in clauses.split(";")))
-            for step, clauses in map(_pair, merged["file_steps"][mod])
-        ]
+        for key in ("file_steps", "file_edits"):
+            merged[key][mod] = [  # (step, its clauses)
+                (step, tuple(c.strip() for c in clauses.split(";")))
+                for step, clauses in map(_pair, merged[key][mod])
+            ]
     merged["transforms"] = {tuple(k.split(">")): v for k, v in merged["transforms"].items()}
     return merged
 
@@ -376,25 +377,39 @@ class _Composer:
         return kind["noun"], name
 
     def _file_node(self, node: _Node) -> None:
+        """A step on the user's own file: examined (analysis), or, about half the time when
+        nothing else was made before it, edited into a new version of itself (transformation:
+        "remove the hiss from interview.wav", what people most often ask of a file)."""
         m = node.modality
         node.noun, node.file = self._file_name(m)
-        node.kind, node.operation, node.ref = "file", "analysis", node.file
-        step, clauses = self._fresh(self.v["file_steps"][m], key=lambda s: s[0])
+        url = node.file.startswith("http")
+        edit = not url and self.rng.random() < 0.5
+        node.kind, node.operation, node.ref = "file", "transformation" if edit else "analysis", node.file
+        step, clauses = self._fresh(self.v["file_edits" if edit else "file_steps"][m], key=lambda s: s[0])
         clause = self.rng.choice(clauses)
-        if node.file.startswith("http"):
+        if url:
             step = step.replace("{file}", "the " + node.noun + " at {file}")
         node.description = _cap(step.format(file=node.file))
         node.clause = clause
         node.cue_clause = clause
-        node.join_ref = "what " + node.file + " showed" if m == "image" else "the notes on " + node.file
-        node.role = f"examine the user's own {m} {'page (a URL)' if node.file.startswith('http') else 'file'}"
+        if edit:
+            node.ref = node.join_ref = "the edited " + node.file
+        else:
+            node.join_ref = "what " + node.file + " showed" if m == "image" else "the notes on " + node.file
+        where = "page (a URL)" if url else "file"
+        node.role = f"{'edit' if edit else 'examine'} the user's own {m} {where}"
         self.files.append(node)
 
     # --- one step: operation, description and story clause from where its inputs come from
     def node(self, node: _Node, parents: list[_Node]) -> None:
         rng, m = self.rng, node.modality
         if not parents:
-            wants_file = self.style == "first-person" and len(self.files) < 3
+            # people name their files in any style ("transcribe meeting.mp3"); a first-person
+            # request always does
+            wants_file = len(self.files) < 3 and (
+                self.style == "first-person"
+                or (self.style in ("imperative", "question", "terse") and rng.random() < 0.3)
+            )
             if wants_file and (not self.files or rng.random() < 0.45):
                 self._file_node(node)
                 return
@@ -605,7 +620,9 @@ class _Composer:
                     text += rng.choice([" (checked)", " (reviewed)", ", checked", " - proofed"])
                     break
                 if art is n and review is not None:
-                    text += " " + self._whether(rng.choice(self.iv["checked_thing"]).format(criterion=review.criterion))
+                    text += " " + self._whether(
+                        rng.choice(self.iv["checked_thing"]).format(criterion=review.criterion)
+                    )
                     if c.kind == "revise":
                         text += rng.choice(self.iv["revised_thing"])
                     break

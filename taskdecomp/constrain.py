@@ -22,8 +22,13 @@ Nor can a grammar hold a plan's steps distinct, and a small model repeats a step
 ("2. Create a social media thread ... 3. Create a social media thread ..."), which the validator
 rejects. So before a description may end (its tag open), the processor checks it against the
 plan's earlier steps with the validator's own rule (`taskdecomp.validation.repeats_a_step`); a
-repeat may not open its tag and must go on writing until it says something else. Inside the
-closing margin the budget wins (a cut plan is worse).
+repeat may not open its tag and must go on writing until it says something else.
+
+Where it cannot (the description reached the grammar's length bound, or the budget's closing
+margin, and still repeats an earlier step), the step is *abandoned*: the row ends there (EOS)
+and `GrammarConstraint.finish` drops that unfinished line, so the plan is the steps before it.
+Nothing is lost (the dropped step only said again what an earlier one says), and no answer is
+left to fail the validator's distinct-steps rule, so a repeat can no longer make a plan invalid.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any
 
 from taskdecomp.errors import InputError
 
-__all__ = ["GrammarConstraint", "CLOSE_MARGIN", "description_repetition_penalty"]
+__all__ = ["GrammarConstraint", "CLOSE_MARGIN", "description_repetition_penalty", "drop_last_line"]
 
 # tokens before the budget ends from which an unfinished plan is steered to its nearest end
 CLOSE_MARGIN = 16
@@ -109,8 +114,15 @@ class GrammarConstraint:
         return llguidance.LLMatcher(self._tokenizer, self._grammar, log_level=0)
 
     def processor(self, batch_size: int, max_new_tokens: int | None = None) -> Any:
-        """`max_new_tokens`: the `generate` call's budget, so plans are closed before it ends."""
+        """`max_new_tokens`: the `generate` call's budget, so plans are closed before it ends.
+        After `generate`, `processor.abandoned[row]` says whether that row's last step was
+        abandoned (see the module's docstring): `drop_last_line` of its decoded text is the plan."""
         return _processor_class()(self, batch_size, max_new_tokens)
+
+
+def drop_last_line(text: str) -> str:
+    """`text` without its last line (a row's abandoned, unfinished step)."""
+    return text.rstrip().rpartition("\n")[0].rstrip()
 
 
 @cache
@@ -139,13 +151,17 @@ def _processor_class() -> type:
             self.line: list[list[int]] = [[] for _ in range(batch_size)]
             self.earlier: list[list[str]] = [[] for _ in range(batch_size)]
             self.breaks = constraint.line_breaks()
+            # rows whose last step repeated an earlier one where nothing else was allowed: they
+            # end at once (EOS only) and their unfinished line is dropped after decoding
+            self.abandoned = [False] * batch_size
+            self.eos_mask: Any = None
 
         def __call__(self, input_ids: Any, scores: Any) -> Any:
             import torch
 
             if self.started:  # the token each row produced at the previous step
                 for row, matcher in enumerate(self.matchers):
-                    if not matcher.is_stopped() and not matcher.is_error():
+                    if not self.abandoned[row] and not matcher.is_stopped() and not matcher.is_error():
                         token = int(input_ids[row, -1])
                         matcher.consume_token(token)
                         self.line[row].append(token)
@@ -170,38 +186,44 @@ def _processor_class() -> type:
                 pad = torch.zeros((allowed.shape[0], vocab - allowed.shape[1]), dtype=torch.bool)
                 allowed = torch.cat([allowed, pad], dim=1)
             allowed = allowed[:, :vocab]
-            if self.budget is not None and self.budget - self.calls < CLOSE_MARGIN:
+            if self.eos_mask is None or self.eos_mask.shape[0] != vocab:
+                self.eos_mask = torch.zeros(vocab, dtype=torch.bool)
+                self.eos_mask[[t for t in self.eos_ids if t < vocab]] = True
+            closing = self.budget is not None and self.budget - self.calls < CLOSE_MARGIN
+            self._distinct(allowed, closing)
+            if closing:
                 allowed = self._closing(allowed)
-            else:
-                self._distinct(allowed)
+            for row, gone in enumerate(self.abandoned):
+                if gone:
+                    allowed[row] = self.eos_mask
             return scores.masked_fill(~allowed.to(scores.device), float("-inf"))
 
-        def _distinct(self, allowed: Any) -> None:
+        def _distinct(self, allowed: Any, closing: bool) -> None:
             """Per row where the grammar would let the description end: if it repeats an
-            earlier step, forbid the tokens that open its tag (when anything else is allowed)."""
+            earlier step, forbid the tokens that open its tag; where nothing else is allowed
+            (the length bound) or the budget is closing, abandon the step instead."""
             from taskdecomp.validation import repeats_a_step
 
             open_ = self.constraint.closers()[1][: allowed.shape[1]]
             for row, earlier in enumerate(self.earlier):
-                if not earlier or not (allowed[row] & open_).any():
+                if self.abandoned[row] or not earlier or not (allowed[row] & open_).any():
                     continue
                 description = _description(self.constraint.decode(self.line[row]))
                 if description and repeats_a_step(description, earlier):
                     rest = allowed[row] & ~open_
-                    if rest.any():
+                    if closing or not rest.any():
+                        self.abandoned[row] = True
+                    else:
                         allowed[row] = rest
 
         def _closing(self, allowed: Any) -> Any:
             """Near the end of the budget: per row, EOS if the grammar allows it, else `]`, else
             `[`, else a token that starts a new word (towards the words a tag may follow)."""
-            import torch
 
             vocab = allowed.shape[1]
             close, open_, word = (m[:vocab] for m in self.constraint.closers())
-            eos = torch.zeros(vocab, dtype=torch.bool)
-            eos[[t for t in self.eos_ids if t < vocab]] = True
             for row in range(allowed.shape[0]):
-                for prefer in (eos, close, open_, word):
+                for prefer in (self.eos_mask, close, open_, word):
                     narrowed = allowed[row] & prefer
                     if narrowed.any():
                         allowed[row] = narrowed

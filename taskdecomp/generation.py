@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from taskdecomp.constrain import GrammarConstraint, description_repetition_penalty
+from taskdecomp.constrain import GrammarConstraint, description_repetition_penalty, drop_last_line
 from taskdecomp.reporter import Reporter
 
 __all__ = ["generate_batched", "stop_token_ids", "grammar_constraint"]
@@ -96,12 +96,17 @@ def generate_batched(
                             tokenizer, repetition_penalty, enc["input_ids"].shape[1]
                         )
                     )
+                abandoned = [False] * len(idx)
                 if constraint is not None:
-                    processors.append(constraint.processor(len(idx), max_new_tokens))
+                    processor = constraint.processor(len(idx), max_new_tokens)
+                    processors.append(processor)
+                    abandoned = processor.abandoned  # filled in by `generate`
                 out = model.generate(**enc, generation_config=config, logits_processor=processors)
                 new = out[:, enc["input_ids"].shape[1] :]
-                for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
-                    outputs[i] = text.strip()
+                texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+                for i, text, gone in zip(idx, texts, abandoned, strict=True):
+                    # a step abandoned as a repeat (taskdecomp.constrain) is not part of the plan
+                    outputs[i] = drop_last_line(text) if gone else text.strip()
                 bar.update(len(idx))
     finally:
         tokenizer.padding_side = saved_side

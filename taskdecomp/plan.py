@@ -177,8 +177,13 @@ _PLACEHOLDER_TASK = "A placeholder task used for validation only"
 
 # Reasons about the user's own text (instruction/input) are not the model's fault: a re-ask
 # cannot fix them, and `check_task` already enforces the schema's limits on the task. Nor is
-# how the request is worded (style-mismatch, files-unused: rules for generated rows).
-_USER_TEXT = re.compile(r"^([\w-]+: (instruction|input)\b|(style-mismatch|files-unused):)")
+# how the request is worded (style-mismatch, files-unused: rules for generated rows), nor a
+# step that says what the request says: a generated row that only restates its request is a
+# lazy row, but "Transcribe meeting.mp3" planned as "1. Transcribe meeting.mp3" is right.
+_USER_TEXT = re.compile(
+    r"^([\w-]+: (instruction|input)\b|(style-mismatch|files-unused):"
+    r"|boilerplate: step \d+ only repeats the instruction)"
+)
 
 
 def plan_errors(row: dict[str, Any], catalogue: Catalogue | None = None) -> list[str]:

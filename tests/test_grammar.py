@@ -124,12 +124,12 @@ def test_descriptions_have_the_validators_minimum_of_words(constraint):
     assert not accepts(constraint, "1. Transcribe  interview.wav [audio analysis]")  # two spaces, two words
 
 
-def _mask_after(constraint, tok, text: str):
+def _mask_after(constraint, tok, text: str, max_new_tokens: int | None = None, proc=None):
     """The processor's allowed-token mask after the model wrote `text` (fed one token a step)."""
     import torch
 
     ids = tok(text, add_special_tokens=False)["input_ids"]
-    proc = constraint.processor(1)
+    proc = proc or constraint.processor(1, max_new_tokens)
     vocab = constraint.vocab_size
     prompt = [tok.eos_token_id]  # one prompt token: the processor skips it at the first call
     scores = None
@@ -137,6 +137,61 @@ def _mask_after(constraint, tok, text: str):
         seq = torch.tensor([prompt + ids[:k]])
         scores = proc(seq, torch.zeros((1, vocab)))
     return scores[0] > float("-inf")
+
+
+FIRST = "1. Design a poster about urban beekeeping for the fair. [image generation]\n"
+REPEAT = "2. Design a poster about urban beekeeping for the fair."
+
+
+def test_a_repeat_that_reaches_the_length_bound_is_abandoned(constraint):
+    """Where a repeat cannot go on (the description is at the grammar's length bound), the
+    step is abandoned: the row may only end (EOS), and its unfinished line is dropped, so the
+    answer is the plan before it and valid, instead of a plan the validator rejects."""
+    from taskdecomp.constrain import drop_last_line
+
+    gc, tok = constraint
+    # a description as long as the grammar allows after two short words
+    long = "Design a " + ("poster about urban beekeeping for the autumn fair, with bees " * 3)[:116] + "s"
+    assert not accepts(constraint, f"1. {long}x [image generation]")  # one more character: too long
+    first = f"1. {long} [image generation]\n"
+    proc = gc.processor(1)
+    allowed = _mask_after(gc, tok, first + f"2. {long}", proc=proc)
+    assert proc.abandoned == [True]
+    assert allowed.nonzero().flatten().tolist() == [tok.eos_token_id]
+    # with room left, a repeat is not abandoned: it must write on
+    roomy = gc.processor(1)
+    allowed = _mask_after(gc, tok, FIRST + REPEAT, proc=roomy)
+    assert roomy.abandoned == [False] and allowed.sum() > 1
+    plan = drop_last_line(first + f"2. {long}")
+    assert plan == first.strip()
+    assert answer_errors(plan)[1] == []
+    assert answer_errors(first + f"2. {long} [image generation; after 1]")[1]  # what it prevents
+
+
+def test_a_repeat_in_the_closing_margin_is_abandoned_not_closed(constraint):
+    """Near the end of the token budget a plan is steered to close; a last step that repeats
+    an earlier one is abandoned instead (closing it would make the plan invalid), while a new
+    step is closed as before."""
+    gc, tok = constraint
+    n = len(tok(FIRST + REPEAT, add_special_tokens=False)["input_ids"])
+    budget = n + 4  # the next token is inside the closing margin
+    proc = gc.processor(1, budget)
+    allowed = _mask_after(gc, tok, FIRST + REPEAT, proc=proc)
+    assert proc.abandoned == [True]
+    assert allowed.nonzero().flatten().tolist() == [tok.eos_token_id]
+    fresh = gc.processor(1, budget)
+    allowed = _mask_after(
+        gc, tok, FIRST + "2. Record a podcast about urban beekeeping for the fair.", proc=fresh
+    )
+    assert fresh.abandoned == [False]
+    assert (allowed & gc.closers()[1]).any() and not allowed[tok.eos_token_id]
+
+
+def test_a_one_step_plan_may_restate_the_request():
+    """The generator's rule against a step that only repeats the instruction (a lazy generated
+    row) does not apply to plans: a one-step task planned as itself is right."""
+    task = "Transcribe the meeting.mp3 recording"
+    assert answer_errors("1. Transcribe the meeting.mp3 recording [audio analysis]", task)[1] == []
 
 
 def test_a_description_that_repeats_an_earlier_step_cannot_open_its_tag(constraint):

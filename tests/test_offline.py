@@ -15,7 +15,7 @@ import pytest
 
 from taskdecomp.dataset_builder.backend import Backend, GenerationRequest
 from taskdecomp.dataset_builder.offline import OfflineBackend, generate_rows, vocabulary
-from taskdecomp.schema import classify_structure, make_row, schema_errors
+from taskdecomp.schema import FILE_OR_URL, classify_structure, make_row, schema_errors
 from taskdecomp.taxonomy import CELLS, MAX_STEPS, QUOTA_CELLS, Cell
 from taskdecomp.validation import validate_row
 
@@ -119,16 +119,22 @@ def test_instruction_names_exactly_the_cell_modalities(rows_by_cell):
 
 
 def test_transformations_produce_their_step_modality(rows_by_cell):
-    # a transformation changes modality: it reads a step of another modality than its own
-    seen = 0
+    # a transformation changes modality (it reads a step of another modality than its own), or
+    # edits the user's own file into a new version of it (a root step that names the file)
+    seen = edits = 0
     for cands in rows_by_cell.values():
         for cand in cands:
             steps = cand["subtasks"]
             for st in steps:
-                if st["operation"] == "transformation":
-                    seen += 1
-                    assert any(steps[d - 1]["modality"] != st["modality"] for d in st["depends_on"]), st
-    assert seen > 50
+                if st["operation"] != "transformation":
+                    continue
+                if not st["depends_on"]:
+                    edits += 1
+                    assert FILE_OR_URL.search(st["description"]), st
+                    continue
+                seen += 1
+                assert any(steps[d - 1]["modality"] != st["modality"] for d in st["depends_on"]), st
+    assert seen > 50 and edits > 10
 
 
 def test_requests_return_n_rows(rows_by_cell):

@@ -114,8 +114,9 @@ def test_first_person_files_reappear_in_the_steps_that_use_them(built):
         for name in (m.group(0) for m in FILE_OR_URL.finditer(text)):
             users = [st for st in d.candidate["subtasks"] if name in st["description"]]
             assert users, (name, text)
-            # the step on the file is a root that examines it in the file's own modality
-            assert users[0]["operation"] == "analysis" or users[0]["depends_on"], users[0]
+            # the step on the file is a root that examines it, or edits it into a new version,
+            # in the file's own modality
+            assert users[0]["operation"] in ("analysis", "transformation") or users[0]["depends_on"], users[0]
     assert seen > 150
 
 
