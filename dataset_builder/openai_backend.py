@@ -51,7 +51,8 @@ __all__ = [
 #: bump when the prompt files or the schema sent change: part of the build fingerprint.
 #: gen-v2: the plan skeleton and the request style of every row are in the prompt
 #: (back-instruction), the reply carries each row's `style`.
-PROMPT_VERSION = "gen-v2"
+#: gen-v3: the request tells every step of its plan; a transformation may edit the user's file.
+PROMPT_VERSION = "gen-v3"
 #: estimated completion tokens per row (a 4-6 step row in JSON is ~250-350 tokens).
 TOKENS_PER_ROW = 320
 TEMPERATURE = 1.0
