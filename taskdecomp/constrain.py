@@ -26,7 +26,8 @@ repeat may not open its tag and must go on writing until it says something else.
 
 Where it cannot (the description reached the grammar's length bound, or the budget's closing
 margin, and still repeats an earlier step), the step is *abandoned*: the row ends there (EOS)
-and `GrammarConstraint.finish` drops that unfinished line, so the plan is the steps before it.
+and `generate_batched` drops that unfinished line (`drop_last_line`), so the plan is the steps
+before it.
 Nothing is lost (the dropped step only said again what an earlier one says), and no answer is
 left to fail the validator's distinct-steps rule, so a repeat can no longer make a plan invalid.
 """
@@ -219,7 +220,6 @@ def _processor_class() -> type:
         def _closing(self, allowed: Any) -> Any:
             """Near the end of the budget: per row, EOS if the grammar allows it, else `]`, else
             `[`, else a token that starts a new word (towards the words a tag may follow)."""
-
             vocab = allowed.shape[1]
             close, open_, word = (m[:vocab] for m in self.constraint.closers())
             for row in range(allowed.shape[0]):
