@@ -377,8 +377,8 @@ class _Composer:
         return kind["noun"], name
 
     def _file_node(self, node: _Node) -> None:
-        """A step on the user's own file: examined (analysis), or, about half the time when
-        nothing else was made before it, edited into a new version of itself (transformation:
+        """A step on the user's own file (a root): examined (analysis), or, half the time for a
+        file (not a URL), edited into a new version of itself (a same-modality transformation:
         "remove the hiss from interview.wav", what people most often ask of a file)."""
         m = node.modality
         node.noun, node.file = self._file_name(m)
@@ -553,44 +553,6 @@ class _Composer:
     def _sinks(self, nodes: list[_Node]) -> list[_Node]:
         return [n for n in nodes if not n.children]
 
-    def _told(self, nodes: list[_Node], budget: int | None = None, closed: bool = True) -> list[_Node]:
-        """The steps the request talks about, in plan order: every final step (each is a
-        deliverable; a final check with what it checks), every step on a user's file, every
-        modality's first step (so every modality is named; not in the implicit style, which
-        leaves them to infer), then the other steps, up to `budget` in all (default: every
-        step, so the request asks for each thing its plan makes and each check it runs, and a
-        planner can read the number of steps off the request instead of guessing hidden ones).
-        `closed`: with the steps that make what a told step works from, so the request never
-        refers to an artefact it has not asked for (the terse style skips them)."""
-        keep = {id(n) for n in self._sinks(nodes)} | {id(n) for n in nodes if n.kind == "file"}
-        # a final check is told with what it checks, down to the artefacts themselves
-        stack = [n for n in self._sinks(nodes) if n.kind in _CHECK_KINDS]
-        while stack:
-            n = stack.pop()
-            for d in n.deps:
-                keep.add(id(nodes[d - 1]))
-                if nodes[d - 1].kind in _CHECK_KINDS:
-                    stack.append(nodes[d - 1])
-        if self.style != "implicit":
-            firsts: dict[str, _Node] = {}
-            for n in nodes:
-                firsts.setdefault(n.modality, n)
-            keep |= {id(n) for n in firsts.values()}
-        extra = [n for n in nodes if id(n) not in keep]
-        room = len(nodes) if budget is None else max(0, budget - len(keep))
-        keep |= {id(n) for n in extra[:room]}
-        stack = [n for n in nodes if id(n) in keep] if closed and self.style == "implicit" else []
-        while stack:
-            n = stack.pop()
-            for d in n.deps:
-                p = nodes[d - 1]
-                while p.kind in ("review", "revise") and p.deps:
-                    p = nodes[p.deps[0] - 1]
-                if id(p) not in keep:
-                    keep.add(id(p))
-                    stack.append(p)
-        return [n for n in nodes if id(n) in keep]
-
     def _thing(self, n: _Node, bare: bool = False) -> str:
         """A deliverable as the request lists it: 'a bold poster', 'a fact list'."""
         text = n.a_noun or self._adj(n.noun, n.modality)
@@ -744,6 +706,9 @@ class _Composer:
         return text
 
     # --- the request, one writer per style -------------------------------------------------
+    # Every writer but the implicit one tells every step of the plan (each thing it makes and
+    # each check it runs), so a planner can read the number of steps off the request instead of
+    # guessing hidden ones; the implicit style names only what the final results are for.
     def instruction(self, nodes: list[_Node]) -> str:
         # the steps are written: the request may say when and where (the steps keep the subject)
         self.plain_subject = self.subject
@@ -769,7 +734,7 @@ class _Composer:
 
     def _imperative(self, nodes: list[_Node]) -> str:
         rng = self.rng
-        items = self._told(nodes)
+        items = list(nodes)
         aud = self._aud()
         fill = self._fill(aud)
         if self.material is not None:
@@ -793,7 +758,7 @@ class _Composer:
     def _question(self, nodes: list[_Node]) -> str:
         rng = self.rng
         q = self.v["question"]
-        items = self._told(nodes)
+        items = list(nodes)
         ask = rng.choice(q["asks"])
         fill = self._fill(self._aud(0.25))
         context = rng.choice(q["context"]).format(**fill)
@@ -817,7 +782,7 @@ class _Composer:
         when a final step is a check or works on supplied material."""
         rng = self.rng
         t = self.v["terse"]
-        items = self._told(nodes, closed=False)
+        items = list(nodes)
         sinks = {id(n) for n in self._sinks(nodes)}
         short = [n for n in items if n.kind not in _CHECK_KINDS or id(n) in sinks]
         subject = self.subject if rng.random() < 0.4 else self.plain_subject
@@ -872,7 +837,7 @@ class _Composer:
         brief demands."""
         rng = self.rng
         b = self.v["brief"]
-        items = self._told(nodes)
+        items = list(nodes)
         reviews = [n for n in nodes if n.kind == "review"]
         checks = [rng.choice(reviews)] if reviews and rng.random() < 0.5 else []
         items = [n for n in items if n not in checks] or items
@@ -911,7 +876,7 @@ class _Composer:
     def _first_person(self, nodes: list[_Node]) -> str:
         rng = self.rng
         v = self.v
-        items = self._told(nodes)
+        items = list(nodes)
         files = [n for n in self.files if not n.file.startswith("http")]
         urls = [n for n in self.files if n.file.startswith("http")]
         sentences = []

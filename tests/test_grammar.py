@@ -124,12 +124,13 @@ def test_descriptions_have_the_validators_minimum_of_words(constraint):
     assert not accepts(constraint, "1. Transcribe  interview.wav [audio analysis]")  # two spaces, two words
 
 
-def _mask_after(constraint, tok, text: str, max_new_tokens: int | None = None, proc=None):
-    """The processor's allowed-token mask after the model wrote `text` (fed one token a step)."""
+def _mask_after(constraint, tok, text: str, proc=None):
+    """The allowed-token mask of `proc` (default: a fresh processor) after the model wrote
+    `text` (fed one token a step)."""
     import torch
 
     ids = tok(text, add_special_tokens=False)["input_ids"]
-    proc = proc or constraint.processor(1, max_new_tokens)
+    proc = proc or constraint.processor(1)
     vocab = constraint.vocab_size
     prompt = [tok.eos_token_id]  # one prompt token: the processor skips it at the first call
     scores = None
