@@ -129,7 +129,14 @@ def test_out_is_a_file_or_another_build(tmp_path, capsys):
 
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     out = tmp_path / "ds"
-    proc = subprocess.Popen([*BUILD, "--n", "20000", "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    # A job started in the background by a shell without job control (nohup ... &, some CI runners)
+    # inherits SIGINT ignored, and Python keeps it ignored: reset it, as a terminal's Ctrl-C would find it.
+    proc = subprocess.Popen(
+        [*BUILD, "--n", "20000", "--out", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     journal = out / ".build" / "journal.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (journal.exists() and journal.stat().st_size > 0):
