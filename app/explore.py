@@ -9,6 +9,8 @@ simply has no style filter.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 import threading
 from collections import Counter
@@ -66,6 +68,7 @@ class ExploreData:
             from taskdecomp.loader_script.chart import render_coverage_chart
 
             folder = Path(tempfile.mkdtemp(prefix="taskdecomp-app-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)  # one small PNG, gone with the app
             self._chart = render_coverage_chart(self.coverage, folder / "coverage.png")
         return self._chart
 

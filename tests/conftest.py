@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -63,6 +64,7 @@ def pytest_configure(config):
     # in-process tests would read the developer's own login and write to their ~/.cache
     assert "huggingface_hub" not in sys.modules, "conftest must set HF_HOME before huggingface_hub loads"
     os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="taskdecomp-hf-home-")
+    _SESSION_DIRS.append(os.environ["HF_HOME"])
     if os.environ.get("TASKDECOMP_MODEL_CACHE"):
         return
     cache = getattr(config, "cache", None)
@@ -70,3 +72,12 @@ def pytest_configure(config):
         os.environ["TASKDECOMP_MODEL_CACHE"] = str(cache.mkdir("taskdecomp-models"))
     else:
         os.environ["TASKDECOMP_MODEL_CACHE"] = tempfile.mkdtemp(prefix="taskdecomp-models-")
+        _SESSION_DIRS.append(os.environ["TASKDECOMP_MODEL_CACHE"])
+
+
+_SESSION_DIRS: list[str] = []  # the temporary folders this session made; gone when it ends
+
+
+def pytest_unconfigure(config):
+    for folder in _SESSION_DIRS:
+        shutil.rmtree(folder, ignore_errors=True)
