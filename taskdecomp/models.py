@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import logging
 import os
 import shutil
 import sys
@@ -28,6 +29,18 @@ from pathlib import Path
 from typing import Any
 
 from taskdecomp.errors import ConfigError, InputError
+
+
+class _NoCpuKernelFallbackNotice(logging.Filter):
+    """bitsandbytes (0.49) on a CPU with AVX512-BF16 tries to fetch a faster 4-bit kernel from the Hub's
+    `kernels-community` on import and logs a warning when it cannot (no `kernels`, offline, or an
+    untrusted publisher), then uses its own kernel. It is noise before our output; only that record goes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to load CPU gemm_4bit_forward")
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_NoCpuKernelFallbackNotice())
 
 __all__ = [
     "SMOLLM2_ALIAS",

@@ -48,3 +48,17 @@ def test_nothing_to_learn_then_quiet_rerun(tmp_path):
     step = next(r for r in log if "loss" in r)
     assert step["loss"] > 0 and step["grad_norm"] > 0, log
     assert next(r for r in log if "eval_loss" in r)["eval_loss"] > 0, log
+
+
+def test_the_bitsandbytes_cpu_kernel_notice_is_dropped_and_nothing_else():
+    """Loading models through taskdecomp.models drops bitsandbytes' "Failed to load CPU
+    gemm_4bit_forward" notice (printed on CPUs with AVX512-BF16 before every evaluation), and only it."""
+    code = (
+        "import logging, taskdecomp.models, bitsandbytes\n"
+        "log = logging.getLogger('bitsandbytes.backends.cpu.ops')\n"
+        "log.warning('Failed to load CPU gemm_4bit_forward from kernels-community: untrusted')\n"
+        "log.warning('another bitsandbytes warning')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines() == ["another bitsandbytes warning"]
