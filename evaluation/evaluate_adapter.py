@@ -370,7 +370,7 @@ def evaluate_adapter(cfg: EvalConfig, reporter: Reporter | None = None) -> dict[
         return generate_batched(
             model, tokenizer, prompts, desc=desc, max_new_tokens=cfg.max_new_tokens,
             batch_size=cfg.batch_size, reporter=reporter, repetition_penalty=cfg.repetition_penalty,
-            grammar=grammar if constrain else None,
+            grammar=grammar if constrain else None, catalogue=catalogue if constrain else None,
         )  # fmt: skip
 
     outputs: dict[str, list[str]] = {}

@@ -166,6 +166,7 @@ class Decomposer:
             desc="planning",
             grammar=grammar,
             repetition_penalty=self.repetition_penalty,
+            catalogue=self.tools if self.constrain else None,
         )
 
     def decompose_many(

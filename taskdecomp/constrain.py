@@ -30,17 +30,40 @@ and `generate_batched` drops that unfinished line (`drop_last_line`), so the pla
 before it.
 Nothing is lost (the dropped step only said again what an earlier one says), and no answer is
 left to fail the validator's distinct-steps rule, so a repeat can no longer make a plan invalid.
+
+Tool plans (`processor(..., catalogue=...)`) get one more check the grammar leaves out. Its
+typed `after` lists stop at `typed_steps_for(catalogue)` steps (5 of 6 for the default
+catalogue: typing all six would need ~94k tool alternatives, past what llguidance compiles), and
+it cannot tie a step's `<step-j>` arguments to its `after` list. The adapter wrote both errors
+(7 of 100 constrained tool plans failed the validator). So, once a step's tag names its tool,
+each token the grammar allows is checked by `links_fit` on the line it would make (inside a
+literal argument, where almost any token is allowed, only those holding `]`, `<` or `;`): every
+linked step feeds the tool (an output type of its tool is an input type of this one), every
+`<step-j>` argument is in the `after` list, a number the strictly increasing list has skipped can
+no longer be needed, and an `after` list or `<step-` is begun only where some earlier step fits.
+A step left with no allowed token is abandoned, as a repeat is.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskdecomp.errors import InputError
 
-__all__ = ["GrammarConstraint", "CLOSE_MARGIN", "description_repetition_penalty", "drop_last_line"]
+if TYPE_CHECKING:
+    from taskdecomp.catalogue import Catalogue
+
+__all__ = [
+    "GrammarConstraint",
+    "CLOSE_MARGIN",
+    "description_repetition_penalty",
+    "drop_last_line",
+    "links_fit",
+    "tool_of",
+]
 
 # tokens before the budget ends from which an unfinished plan is steered to its nearest end
 CLOSE_MARGIN = 16
@@ -77,6 +100,7 @@ class GrammarConstraint:
         self._hf_tokenizer = tokenizer
         self._closers: tuple[Any, Any, Any] | None = None
         self._line_breaks: frozenset[int] | None = None
+        self._link_tokens: tuple[list[str], Any] | None = None
 
     def closers(self) -> tuple[Any, Any, Any]:
         """Boolean masks over the vocabulary: tokens holding `]`, tokens holding `[`, tokens
@@ -114,11 +138,72 @@ class GrammarConstraint:
 
         return llguidance.LLMatcher(self._tokenizer, self._grammar, log_level=0)
 
-    def processor(self, batch_size: int, max_new_tokens: int | None = None) -> Any:
+    def link_tokens(self) -> tuple[list[str], Any]:
+        """Each token's text, and a boolean mask of the tokens that hold `]`, `<` or `;` (the ones
+        that can close a tag, open a step argument, or end a literal one) (cached)."""
+        if self._link_tokens is None:
+            import torch
+
+            tok = self._hf_tokenizer
+            texts = [tok.decode([i]) for i in range(min(len(tok), self.vocab_size))]
+            texts += [""] * (self.vocab_size - len(texts))
+            special = torch.tensor([any(c in t for c in "]<;") for t in texts], dtype=torch.bool)
+            self._link_tokens = (texts, special)
+        return self._link_tokens
+
+    def processor(
+        self, batch_size: int, max_new_tokens: int | None = None, catalogue: Catalogue | None = None
+    ) -> Any:
         """`max_new_tokens`: the `generate` call's budget, so plans are closed before it ends.
+        `catalogue`: a tool plan's, whose links are checked (see the module's docstring).
         After `generate`, `processor.abandoned[row]` says whether that row's last step was
         abandoned (see the module's docstring): `drop_last_line` of its decoded text is the plan."""
-        return _processor_class()(self, batch_size, max_new_tokens)
+        return _processor_class()(self, batch_size, max_new_tokens, catalogue)
+
+
+# the tag of a tool step once its tool is named: "[audio analysis; tool speech-recognition; args ..."
+_TOOL_TAG = re.compile(r"\[[a-z]+ [a-z]+; tool ([a-z][a-z0-9-]*)(.*)$", re.DOTALL)
+_REF = re.compile(r"<step-(\d+)")
+_FEW = 256  # more allowed tokens than this: the step is in a literal argument (any text)
+
+
+def tool_of(line: str) -> str | None:
+    """The tool a plan line names ("2. ... [audio analysis; tool speech-recognition ...]")."""
+    m = _TOOL_TAG.search(line)
+    return m.group(1) if m else None
+
+
+def links_fit(line: str, earlier: Sequence[str | None], catalogue: Catalogue) -> bool:
+    """Whether `line`, a tool step written so far, can still end in a tag whose links fit:
+    every `<step-j>` argument and every `after` number is an earlier step whose tool feeds
+    this step's tool (`earlier[j - 1]`: step j's tool), each argument's step is in the `after`
+    list once the tag closes, none of them was skipped by the increasing `after` list, and an
+    argument or list that has begun a step number can still find one that fits."""
+    m = _TOOL_TAG.search(line)
+    if not m or m.group(1) not in catalogue:
+        return True  # no tool named yet (or its id is still being written)
+    tool, rest = m.group(1), m.group(2)
+    closed = "]" in rest
+    args, started, after = rest.split("]")[0].partition("; after")
+    refs = {int(j) for j in _REF.findall(args)}
+    numbers = [int(n) for n in re.findall(r"\d+", after)] if started else []
+
+    def feeds(j: int) -> bool:
+        src = earlier[j - 1] if 1 <= j <= len(earlier) else None
+        return src is None or src not in catalogue or catalogue.feeds(src, tool)
+
+    if not all(feeds(j) for j in refs | set(numbers)):
+        return False
+    last = numbers[-1] if numbers else 0
+    if any(j < last and j not in numbers for j in refs):
+        return False  # the list is strictly increasing: a skipped step cannot come back
+    if closed:
+        return refs <= set(numbers)
+    open_ref = re.search(r"<[a-z-]*$", args) is not None and not started
+    if open_ref and not any(feeds(j) for j in range(1, len(earlier) + 1)):
+        return False  # "<step-" with no earlier step that fits
+    wants_number = started and (not numbers or after.rstrip().endswith(","))
+    return not wants_number or any(feeds(j) for j in range(last + 1, len(earlier) + 1))
 
 
 def drop_last_line(text: str) -> str:
@@ -133,11 +218,18 @@ def _processor_class() -> type:
 
     class _Processor(LogitsProcessor):  # type: ignore[misc]
         def __init__(
-            self, constraint: GrammarConstraint, batch_size: int, max_new_tokens: int | None
+            self,
+            constraint: GrammarConstraint,
+            batch_size: int,
+            max_new_tokens: int | None,
+            catalogue: Catalogue | None = None,
         ) -> None:
             import torch
 
             self.constraint = constraint
+            self.catalogue = catalogue
+            # per row, the tool of each step written before the one being written
+            self.tools: list[list[str | None]] = [[] for _ in range(batch_size)]
             self.budget = max_new_tokens
             self.calls = 0
 
@@ -166,10 +258,12 @@ def _processor_class() -> type:
                         token = int(input_ids[row, -1])
                         matcher.consume_token(token)
                         self.line[row].append(token)
-                        if token in self.breaks:  # a step ended: keep its description
-                            done = _description(self.constraint.decode(self.line[row]).split("\n")[0])
+                        if token in self.breaks:  # a step ended: keep its description (and tool)
+                            line = self.constraint.decode(self.line[row]).split("\n")[0]
+                            done = _description(line)
                             if done:
                                 self.earlier[row].append(done)
+                                self.tools[row].append(tool_of(line))
                             self.line[row] = []
             self.started = True
             self.calls += 1
@@ -191,6 +285,8 @@ def _processor_class() -> type:
                 self.eos_mask = torch.zeros(vocab, dtype=torch.bool)
                 self.eos_mask[[t for t in self.eos_ids if t < vocab]] = True
             closing = self.budget is not None and self.budget - self.calls < CLOSE_MARGIN
+            if self.catalogue is not None:
+                self._links(allowed)
             self._distinct(allowed, closing)
             if closing:
                 allowed = self._closing(allowed)
@@ -216,6 +312,31 @@ def _processor_class() -> type:
                         self.abandoned[row] = True
                     else:
                         allowed[row] = rest
+
+        def _links(self, allowed: Any) -> None:
+            """Per row whose step has named its tool: forbid the tokens the grammar allows that
+            would make a line `links_fit` rejects; a row left with nothing is abandoned."""
+            assert self.catalogue is not None
+            texts, special = self.constraint.link_tokens()
+            vocab = allowed.shape[1]
+            for row in range(allowed.shape[0]):
+                if self.abandoned[row] or not self.line[row]:
+                    continue
+                line = self.constraint.decode(self.line[row])
+                if tool_of(line) not in self.catalogue:
+                    continue
+                candidates = allowed[row].nonzero().flatten()
+                if len(candidates) > _FEW:  # inside a literal argument: only a `]`, `<` or `;` matters
+                    candidates = (allowed[row] & special[:vocab]).nonzero().flatten()
+                bad = [
+                    t
+                    for t in candidates.tolist()
+                    if not links_fit(line + texts[t], self.tools[row], self.catalogue)
+                ]
+                if bad:
+                    allowed[row, bad] = False
+                    if not allowed[row].any():
+                        self.abandoned[row] = True
 
         def _closing(self, allowed: Any) -> Any:
             """Near the end of the budget: per row, EOS if the grammar allows it, else `]`, else

@@ -10,10 +10,13 @@ feeding finished rows pad tokens, which we drop). Results come back in the input
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskdecomp.constrain import GrammarConstraint, description_repetition_penalty, drop_last_line
 from taskdecomp.reporter import Reporter
+
+if TYPE_CHECKING:
+    from taskdecomp.catalogue import Catalogue
 
 __all__ = ["generate_batched", "stop_token_ids", "grammar_constraint"]
 
@@ -53,10 +56,12 @@ def generate_batched(
     desc: str = "generating",
     grammar: str | None = None,
     repetition_penalty: float = 1.0,
+    catalogue: Catalogue | None = None,
 ) -> list[str]:
     """Greedy completions for already-rendered prompts (chat template applied), input order.
     With `grammar` (GBNF, see `taskdecomp.grammar`) every token is drawn from what the grammar
-    allows next (`taskdecomp.constrain`); `repetition_penalty` > 1 discourages a description from repeating the plan's earlier
+    allows next (`taskdecomp.constrain`), and with `catalogue` (a tool plan's grammar) every link
+    a step makes fits the tools' types; `repetition_penalty` > 1 discourages a description from repeating the plan's earlier
     wording (not the prompt's words, not tags: `taskdecomp.constrain.description_repetition_penalty`)."""
     import torch
     from transformers import GenerationConfig, LogitsProcessorList
@@ -98,7 +103,7 @@ def generate_batched(
                     )
                 abandoned = [False] * len(idx)
                 if constraint is not None:
-                    processor = constraint.processor(len(idx), max_new_tokens)
+                    processor = constraint.processor(len(idx), max_new_tokens, catalogue)
                     processors.append(processor)
                     abandoned = processor.abandoned  # filled in by `generate`
                 out = model.generate(**enc, generation_config=config, logits_processor=processors)

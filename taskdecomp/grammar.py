@@ -34,8 +34,11 @@ tool's `after` list (and its `<step-j>` arguments) draw from the earlier steps t
 makes compatible. With O distinct output sets that is 1 + O + ... + O^(k-1) rules for k typed
 steps, each listing every tool class, so the grammar types the first `typed_steps_for(catalogue)`
 steps, as many as fit `TYPED_BUDGET` tool alternatives (the default catalogue, 5 output sets: 5
-of 6 steps). Later steps may name any earlier step: there, as for the JSON Schema, it is a
-two-level check, and the validator (`taskdecomp.validation.tool_errors`) checks the types after
+of 6 steps). Later steps may name any earlier step in the grammar: there, as for the JSON
+Schema, it is a two-level check. Local decoding closes that gap in the logits processor, which
+reads the catalogue (`taskdecomp.constrain.links_fit`: types past the typed steps, and every
+`<step-j>` argument in its step's `after` list, which no grammar here ties); a server gets the
+grammar only, and the validator (`taskdecomp.validation.tool_errors`) checks the types after
 parsing, so a mistyped plan is re-asked, never returned. Tool plans have at most
 `TOOL_PLAN_MAX_STEPS` steps (the tool-graph datasets' sizes, 1 to 6).
 """

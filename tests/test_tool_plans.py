@@ -110,6 +110,72 @@ MISTYPED = (
 )  # an image cannot feed the speech recogniser
 
 
+def test_links_fit_holds_types_arguments_and_the_after_list():
+    """Hand-made lines: a link to a step whose tool cannot feed this one, an argument whose step
+    is not in the closed `after` list, or one the increasing list has skipped, never fits."""
+    from taskdecomp.constrain import links_fit, tool_of
+
+    audio_then_image = ["speech-recognition", "image-generation"]  # text, then image
+    head = "3. Make the narrated video. [video generation; tool narrated-slideshow"  # takes text + image
+    for tail, fits in [
+        ("", True),
+        ("; after 1, 2]", True),
+        ("; args <step-1>, <step-2>; after 1, 2]", True),
+        ("; args <step-1>; after 1", True),  # the list is still open
+        ("; args <step-1>]", False),  # an argument's step missing from the closed tag
+        ("; args <step-2>; after 1]", False),
+        ("; args <step-1>; after 2", False),  # 1 was skipped: it cannot come back
+    ]:
+        assert links_fit(head + tail, audio_then_image, TOOLS) is fits, tail
+    # an image feeds no speech recogniser: neither as a link nor as an argument
+    transcribe = "2. Transcribe the recording. [audio analysis; tool speech-recognition"
+    assert not links_fit(transcribe + "; after 1", ["image-generation"], TOOLS)
+    assert not links_fit(transcribe + "; args <step-1", ["image-generation"], TOOLS)
+    assert links_fit(transcribe + "; args interview.wav]", ["image-generation"], TOOLS)
+    assert links_fit(
+        "2. Transcribe the recording. [audio analysis; tool speech-rec", ["image-generation"], TOOLS
+    )
+    assert (
+        tool_of(PLAN_TEXT.splitlines()[1]) == "summarization"
+        and tool_of("1. Write it. [text generation]") is None
+    )
+
+
+def _allowed_after(gc, tok, text: str, proc) -> list[str]:
+    """The texts of the tokens `proc` allows after the model wrote `text` (fed one token a step)."""
+    import torch
+
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    scores = None
+    for k in range(len(ids) + 1):
+        scores = proc(torch.tensor([[tok.eos_token_id] + ids[:k]]), torch.zeros((1, gc.vocab_size)))
+    return [tok.decode([t]) for t in (scores[0] > float("-inf")).nonzero().flatten().tolist()]
+
+
+def test_the_processor_holds_links_the_grammar_does_not_type(tokenizer):
+    """With the two-level grammar (what the default catalogue's last step gets), only the
+    catalogue-aware processor stops a mistyped `after` and an argument left out of `after`."""
+    gc = matcher_for(tokenizer, tool_plan_grammar(TOOLS, typed_steps=0))
+    first = MISTYPED.splitlines()[0] + "\n"
+    tag = first + "2. Transcribe the interview recording. [audio analysis; tool speech-recognition;"
+    free = _allowed_after(gc, tokenizer, tag, gc.processor(1))
+    held = _allowed_after(gc, tokenizer, tag, gc.processor(1, catalogue=TOOLS))
+    # no earlier step feeds the speech recogniser: no "after" may begin; "args" still may
+    assert any("after" in t for t in free) and not any("after" in t for t in held)
+    assert any("args" in t for t in held)
+    forced = gc.processor(1, catalogue=TOOLS)  # a step forced past that point can only be abandoned
+    assert "1" in _allowed_after(gc, tokenizer, tag + " after ", gc.processor(1))
+    assert _allowed_after(gc, tokenizer, tag + " after ", forced) == [
+        tokenizer.eos_token
+    ] and forced.abandoned == [True]
+    # an argument that names step 1 must be followed by "; after 1", not by the closing bracket
+    summary = PLAN_TEXT.splitlines()[0] + "\n2. Summarise the transcript in five lines. "
+    summary += "[text transformation; tool summarization; args <step-1>"
+    free = _allowed_after(gc, tokenizer, summary, gc.processor(1))
+    held = _allowed_after(gc, tokenizer, summary, gc.processor(1, catalogue=TOOLS))
+    assert any("]" in t for t in free) and not any("]" in t for t in held) and any(";" in t for t in held)
+
+
 def test_acceptance_checks_the_catalogue():
     assert answer_errors(MISTYPED, TASK, catalogue=TOOLS)[1]
     assert answer_errors(PLAN_TEXT.replace("tool summarization", "tool summariser"), TASK, catalogue=TOOLS)[1]
@@ -280,7 +346,8 @@ def test_decompose_tools_bad_catalogue_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_constrained_tiny_model_decode_is_a_tool_plan():
+@pytest.mark.parametrize("typed", [None, 0])
+def test_a_constrained_tiny_model_decode_is_a_tool_plan(typed):
     from taskdecomp.generation import generate_batched
     from taskdecomp.models import load_base_model
     from taskdecomp.promptfmt import render_prompt
@@ -290,9 +357,12 @@ def test_a_constrained_tiny_model_decode_is_a_tool_plan():
     model.eval()
     tasks = ["Transcribe interview.wav and summarise it", "Draw a cover picture and make a narrated video"]
     prompts = [render_prompt(tok, t, catalogue=TOOLS) for t in tasks]
-    grammar = tool_plan_grammar(TOOLS, max_steps=2, desc_max_chars=24)
-    # 2 lines of at most 24 + ~70 tag characters fit in 200 tokens: no answer is cut off
-    answers = generate_batched(model, tok, prompts, max_new_tokens=200, batch_size=2, grammar=grammar)
+    grammar = tool_plan_grammar(TOOLS, max_steps=2, desc_max_chars=24, typed_steps=typed)
+    # 2 lines of at most 24 + ~70 tag characters fit in 200 tokens: no answer is cut off; with
+    # the two-level grammar (typed=0) the processor types the links from the catalogue
+    answers = generate_batched(
+        model, tok, prompts, max_new_tokens=200, batch_size=2, grammar=grammar, catalogue=TOOLS
+    )
     for task, answer in zip(tasks, answers, strict=True):
         row, _ = answer_errors(answer, task, catalogue=TOOLS)
         assert row["subtasks"] and all(st.get("tool") in TOOLS.ids for st in row["subtasks"]), answer
