@@ -31,6 +31,12 @@ before it.
 Nothing is lost (the dropped step only said again what an earlier one says), and no answer is
 left to fail the validator's distinct-steps rule, so a repeat can no longer make a plan invalid.
 
+Nor does the grammar stop a description from holding a list marker of its own ("1. Mark Davis
+(video generation) and 2. Mark Davis ..."): a plan written on one line is split by the parser
+at such a "2. ", and its pieces lack tags (1 of 229 constrained answers failed so). So after a
+description word that is a step number ("2." or "2)"), no token starting with a space may
+follow: the word goes on ("2.5") instead.
+
 Tool plans (`processor(..., catalogue=...)`) get one more check the grammar leaves out. Its
 typed `after` lists stop at `typed_steps_for(catalogue)` steps (5 of 6 for the default
 catalogue: typing all six would need ~94k tool alternatives, past what llguidance compiles), and
@@ -101,6 +107,7 @@ class GrammarConstraint:
         self._closers: tuple[Any, Any, Any] | None = None
         self._line_breaks: frozenset[int] | None = None
         self._link_tokens: tuple[list[str], Any] | None = None
+        self._space_tokens: Any = None
 
     def closers(self) -> tuple[Any, Any, Any]:
         """Boolean masks over the vocabulary: tokens holding `]`, tokens holding `[`, tokens
@@ -138,6 +145,15 @@ class GrammarConstraint:
 
         return llguidance.LLMatcher(self._tokenizer, self._grammar, log_level=0)
 
+    def space_tokens(self) -> Any:
+        """A boolean mask of the tokens whose text starts with whitespace (cached)."""
+        if self._space_tokens is None:
+            import torch
+
+            texts = self.link_tokens()[0]
+            self._space_tokens = torch.tensor([t[:1].isspace() for t in texts], dtype=torch.bool)
+        return self._space_tokens
+
     def link_tokens(self) -> tuple[list[str], Any]:
         """Each token's text, and a boolean mask of the tokens that hold `]`, `<` or `;` (the ones
         that can close a tag, open a step argument, or end a literal one) (cached)."""
@@ -164,6 +180,7 @@ class GrammarConstraint:
 # the tag of a tool step once its tool is named: "[audio analysis; tool speech-recognition; args ..."
 _TOOL_TAG = re.compile(r"\[[a-z]+ [a-z]+; tool ([a-z][a-z0-9-]*)(.*)$", re.DOTALL)
 _REF = re.compile(r"<step-(\d+)")
+_MARKER_END = re.compile(r"(?:^|\s)\d{1,2}[.)]$")  # a description so far ending in a step marker
 _FEW = 256  # more allowed tokens than this: the step is in a literal argument (any text)
 
 
@@ -285,6 +302,7 @@ def _processor_class() -> type:
                 self.eos_mask = torch.zeros(vocab, dtype=torch.bool)
                 self.eos_mask[[t for t in self.eos_ids if t < vocab]] = True
             closing = self.budget is not None and self.budget - self.calls < CLOSE_MARGIN
+            self._no_list_markers(allowed)
             if self.catalogue is not None:
                 self._links(allowed)
             self._distinct(allowed, closing)
@@ -312,6 +330,27 @@ def _processor_class() -> type:
                         self.abandoned[row] = True
                     else:
                         allowed[row] = rest
+
+        def _no_list_markers(self, allowed: Any) -> None:
+            """Per row whose description ends in a word like "2." or "3)": no token that starts
+            with whitespace, so the description holds no step marker for the parser to split at."""
+            space = None
+            for row in range(allowed.shape[0]):
+                if self.abandoned[row] or not self.line[row]:
+                    continue
+                line = self.constraint.decode(self.line[row])
+                number, dot, description = line.partition(". ")
+                if (
+                    not (dot and number.isdigit())
+                    or "[" in description
+                    or not _MARKER_END.search(description)
+                ):
+                    continue
+                if space is None:
+                    space = self.constraint.space_tokens()[: allowed.shape[1]]
+                allowed[row] &= ~space
+                if not allowed[row].any():
+                    self.abandoned[row] = True
 
         def _links(self, allowed: Any) -> None:
             """Per row whose step has named its tool: forbid the tokens the grammar allows that

@@ -208,3 +208,17 @@ def test_a_description_that_repeats_an_earlier_step_cannot_open_its_tag(constrai
     # the same words in another order are the same content: still a repeat
     shuffled = _mask_after(gc, tok, first + "2. For the fair, design a poster about urban beekeeping.")
     assert not (shuffled & open_).any()
+
+
+def test_a_description_cannot_hold_a_step_marker(constraint):
+    """The parser splits a one-line plan at "2. " ("1. Mark Davis (video generation) and 2. Mark
+    ..." became two steps, the first without a tag: invalid), so after a description word like
+    "2." or "3)" no token starting with a space is allowed; the word goes on instead."""
+    gc, tok = constraint
+    marker = _mask_after(gc, tok, "1. Mark Davis talks first and 2.")
+    plain = _mask_after(gc, tok, "1. Mark Davis talks first and 2")
+    space = gc.space_tokens()[: marker.shape[0]]
+    assert (plain & space).any() and not (marker & space).any() and marker.any()
+    assert not (_mask_after(gc, tok, "1. Mark Davis talks first, 3)") & space).any()
+    assert (_mask_after(gc, tok, "1. Compare the takes of scene 2.5") & space).any()
+    assert answer_errors("1. Mark Davis (video generation) and 2. Mark Davis speaks [audio analysis]")[1]
