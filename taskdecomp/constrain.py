@@ -106,7 +106,8 @@ class GrammarConstraint:
         self._hf_tokenizer = tokenizer
         self._closers: tuple[Any, Any, Any] | None = None
         self._line_breaks: frozenset[int] | None = None
-        self._link_tokens: tuple[list[str], Any] | None = None
+        self._token_texts: list[str] | None = None
+        self._link_tokens: Any = None
         self._space_tokens: Any = None
 
     def closers(self) -> tuple[Any, Any, Any]:
@@ -133,9 +134,18 @@ class GrammarConstraint:
     def line_breaks(self) -> frozenset[int]:
         """The ids of tokens that hold a line break (a plan step ends with one) (cached)."""
         if self._line_breaks is None:
-            tok = self._hf_tokenizer
-            self._line_breaks = frozenset(i for i in range(len(tok)) if "\n" in tok.decode([i]))
+            texts = self.token_texts()
+            self._line_breaks = frozenset(i for i in range(len(self._hf_tokenizer)) if "\n" in texts[i])
         return self._line_breaks
+
+    def token_texts(self) -> list[str]:
+        """Each token's text on its own, over the whole vocabulary ("" past the tokenizer's
+        tokens) (cached: one decode of the vocabulary, ~1 s, for every mask below)."""
+        if self._token_texts is None:
+            tok = self._hf_tokenizer
+            texts = [tok.decode([i]) for i in range(min(len(tok), self.vocab_size))]
+            self._token_texts = texts + [""] * (self.vocab_size - len(texts))
+        return self._token_texts
 
     def decode(self, ids: Sequence[int]) -> str:
         return str(self._hf_tokenizer.decode(list(ids), skip_special_tokens=True))
@@ -150,21 +160,17 @@ class GrammarConstraint:
         if self._space_tokens is None:
             import torch
 
-            texts = self.link_tokens()[0]
-            self._space_tokens = torch.tensor([t[:1].isspace() for t in texts], dtype=torch.bool)
+            self._space_tokens = torch.tensor([t[:1].isspace() for t in self.token_texts()], dtype=torch.bool)
         return self._space_tokens
 
-    def link_tokens(self) -> tuple[list[str], Any]:
-        """Each token's text, and a boolean mask of the tokens that hold `]`, `<` or `;` (the ones
-        that can close a tag, open a step argument, or end a literal one) (cached)."""
+    def link_tokens(self) -> Any:
+        """A boolean mask of the tokens that hold `]`, `<` or `;` (the ones that can close a tag,
+        open a step argument, or end a literal one) (cached)."""
         if self._link_tokens is None:
             import torch
 
-            tok = self._hf_tokenizer
-            texts = [tok.decode([i]) for i in range(min(len(tok), self.vocab_size))]
-            texts += [""] * (self.vocab_size - len(texts))
-            special = torch.tensor([any(c in t for c in "]<;") for t in texts], dtype=torch.bool)
-            self._link_tokens = (texts, special)
+            texts = self.token_texts()
+            self._link_tokens = torch.tensor([any(c in t for c in "]<;") for t in texts], dtype=torch.bool)
         return self._link_tokens
 
     def processor(
@@ -302,10 +308,15 @@ def _processor_class() -> type:
                 self.eos_mask = torch.zeros(vocab, dtype=torch.bool)
                 self.eos_mask[[t for t in self.eos_ids if t < vocab]] = True
             closing = self.budget is not None and self.budget - self.calls < CLOSE_MARGIN
-            self._no_list_markers(allowed)
+            # each row's unfinished step, decoded once for the checks below
+            lines = [
+                self.constraint.decode(ids) if ids and not gone else ""
+                for ids, gone in zip(self.line, self.abandoned, strict=True)
+            ]
+            self._no_list_markers(allowed, lines)
             if self.catalogue is not None:
-                self._links(allowed)
-            self._distinct(allowed, closing)
+                self._links(allowed, lines)
+            self._distinct(allowed, closing, lines)
             if closing:
                 allowed = self._closing(allowed)
             for row, gone in enumerate(self.abandoned):
@@ -313,7 +324,7 @@ def _processor_class() -> type:
                     allowed[row] = self.eos_mask
             return scores.masked_fill(~allowed.to(scores.device), float("-inf"))
 
-        def _distinct(self, allowed: Any, closing: bool) -> None:
+        def _distinct(self, allowed: Any, closing: bool, lines: list[str]) -> None:
             """Per row where the grammar would let the description end: if it repeats an
             earlier step, forbid the tokens that open its tag; where nothing else is allowed
             (the length bound) or the budget is closing, abandon the step instead."""
@@ -323,7 +334,7 @@ def _processor_class() -> type:
             for row, earlier in enumerate(self.earlier):
                 if self.abandoned[row] or not earlier or not (allowed[row] & open_).any():
                     continue
-                description = _description(self.constraint.decode(self.line[row]))
+                description = _description(lines[row])
                 if description and repeats_a_step(description, earlier):
                     rest = allowed[row] & ~open_
                     if closing or not rest.any():
@@ -331,20 +342,13 @@ def _processor_class() -> type:
                     else:
                         allowed[row] = rest
 
-        def _no_list_markers(self, allowed: Any) -> None:
+        def _no_list_markers(self, allowed: Any, lines: list[str]) -> None:
             """Per row whose description ends in a word like "2." or "3)": no token that starts
             with whitespace, so the description holds no step marker for the parser to split at."""
             space = None
-            for row in range(allowed.shape[0]):
-                if self.abandoned[row] or not self.line[row]:
-                    continue
-                line = self.constraint.decode(self.line[row])
-                number, dot, description = line.partition(". ")
-                if (
-                    not (dot and number.isdigit())
-                    or "[" in description
-                    or not _MARKER_END.search(description)
-                ):
+            for row, line in enumerate(lines):
+                description = _description(line)
+                if description is None or "[" in line or not _MARKER_END.search(description):
                     continue
                 if space is None:
                     space = self.constraint.space_tokens()[: allowed.shape[1]]
@@ -352,17 +356,14 @@ def _processor_class() -> type:
                 if not allowed[row].any():
                     self.abandoned[row] = True
 
-        def _links(self, allowed: Any) -> None:
+        def _links(self, allowed: Any, lines: list[str]) -> None:
             """Per row whose step has named its tool: forbid the tokens the grammar allows that
             would make a line `links_fit` rejects; a row left with nothing is abandoned."""
             assert self.catalogue is not None
-            texts, special = self.constraint.link_tokens()
+            texts, special = self.constraint.token_texts(), self.constraint.link_tokens()
             vocab = allowed.shape[1]
-            for row in range(allowed.shape[0]):
-                if self.abandoned[row] or not self.line[row]:
-                    continue
-                line = self.constraint.decode(self.line[row])
-                if tool_of(line) not in self.catalogue:
+            for row, line in enumerate(lines):
+                if self.abandoned[row] or tool_of(line) not in self.catalogue:
                     continue
                 candidates = allowed[row].nonzero().flatten()
                 if len(candidates) > _FEW:  # inside a literal argument: only a `]`, `<` or `;` matters
