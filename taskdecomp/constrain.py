@@ -134,8 +134,7 @@ class GrammarConstraint:
     def line_breaks(self) -> frozenset[int]:
         """The ids of tokens that hold a line break (a plan step ends with one) (cached)."""
         if self._line_breaks is None:
-            texts = self.token_texts()
-            self._line_breaks = frozenset(i for i in range(len(self._hf_tokenizer)) if "\n" in texts[i])
+            self._line_breaks = frozenset(i for i, t in enumerate(self.token_texts()) if "\n" in t)
         return self._line_breaks
 
     def token_texts(self) -> list[str]:
